@@ -1,0 +1,188 @@
+"""The pure train step `(state, batch) -> (state, metrics)`, its k-step scan, data-parallel jit, and a small Y eval.
+
+The batch is HR patches (B, P, P, C') in uint8 [0, 255] or float [0, 1]; C' = 3 is turned into luma when the model
+is luma-only. The step makes the LR input on the device with `degrade_fn` (by default `image_ops.degrade`, MATLAB
+bicubic) and minimises the MSE between the model's output and the HR patch in [0, 1].
+
+    step = train_step.make_train_step(spec, tx, degrade_fn=train_step.make_degrade(3))
+    multi = train_step.make_multi_step(step, num_steps=8, sample_fn=sampler.sample)   # lax.scan over 8 steps
+    mesh = train_step.make_mesh()
+    multi = train_step.jit_multi_step(multi, mesh, with_batch=False)                  # jitted once, state donated
+    state, metrics = multi(state, sampler.data)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from espcn_jax import model
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training; `rng` and `step` also drive the patch sampler (exact resume)."""
+
+  params: Any
+  opt_state: Any
+  step: jax.Array  # int32 scalar: optimizer steps done
+  rng: jax.Array  # uint32[2] raw PRNG key: patch sampling uses fold_in(rng, step)
+
+
+def create_state(rng, spec: model.Spec, tx: optax.GradientTransformation) -> TrainState:
+  """Fresh params (from `rng`) and optimizer state; the sampler key is split off the same `rng`."""
+  init_key, data_key = jax.random.split(rng)
+  params = model.init(init_key, spec)
+  return TrainState(params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32),
+                    rng=jax.random.key_data(data_key) if _is_typed_key(data_key) else data_key)
+
+
+def _is_typed_key(k) -> bool:
+  return jnp.issubdtype(k.dtype, jax.dtypes.prng_key)
+
+
+def make_degrade(scale: int, method: str = "bicubic", sigma: float | None = None,
+                 kernel_size: int | None = None) -> Callable:
+  """HR (B, H, W, C) in [0, 1] -> LR (B, H/scale, W/scale, C) with `image_ops.degrade` (jit-friendly)."""
+  from espcn_jax import image_ops  # bottom layer; imported here so optim/eval users do not pay for it
+  kwargs = {}
+  if sigma is not None:
+    kwargs["sigma"] = sigma
+  if kernel_size is not None:
+    kwargs["kernel_size"] = kernel_size
+
+  def degrade(hr_BxHxWxC):
+    return image_ops.degrade(hr_BxHxWxC, scale, method=method, **kwargs)
+
+  return degrade
+
+
+def to_model_input(hr_BxHxWxC, channels: int):
+  """uint8 or float HR patches -> float32 in [0, 1] with `channels` channels (RGB -> luma when channels == 1)."""
+  x = hr_BxHxWxC
+  if x.dtype == jnp.uint8:
+    x = x.astype(jnp.float32) / 255.0
+  x = x.astype(jnp.float32)
+  if x.shape[-1] == 3 and channels == 1:
+    from espcn_jax import image_ops
+    x = image_ops.luma(x)
+    if x.ndim == 3:
+      x = x[..., None]
+  if x.shape[-1] != channels:
+    raise ValueError(f"batch has {x.shape[-1]} channels, the model wants {channels}")
+  return x
+
+
+def make_train_step(spec: model.Spec, tx: optax.GradientTransformationExtraArgs, *, degrade_fn: Callable,
+                    dtype=None) -> Callable:
+  """Returns the pure `train_step(state, hr_BxHxWxC) -> (state, {"loss": scalar})`.
+
+  `dtype` is the model's compute dtype (None: float32). The plateau schedule receives `value=loss`.
+  """
+
+  def train_step(state: TrainState, hr_BxHxWxC):
+    hr = to_model_input(hr_BxHxWxC, spec.channels)
+    lr = jax.lax.stop_gradient(degrade_fn(hr))
+
+    def loss_fn(params):
+      sr = model.apply(params, lr, spec, dtype=dtype)
+      return jnp.mean(jnp.square(sr - hr))
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
+    params = optax.apply_updates(state.params, updates)
+    new_state = state.replace(params=params, opt_state=opt_state, step=state.step + 1)
+    return new_state, {"loss": loss}
+
+  return train_step
+
+
+def make_multi_step(train_step: Callable, num_steps: int, sample_fn: Callable | None = None,
+                    batch_sharding: NamedSharding | None = None) -> Callable:
+  """`num_steps` train steps in one `lax.scan` (one dispatch). Metrics come back stacked, shape (num_steps,).
+
+  With `sample_fn(data, key) -> hr_BxHxWxC` the batches are drawn on the device from `data` with the key
+  `fold_in(state.rng, state.step)`: `multi(state, data)`. Without it, `multi(state, hr_KxBxHxWxC)` consumes
+  `num_steps` host batches stacked on a leading axis.
+  """
+  if num_steps < 1:
+    raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+
+  def constrain(hr):
+    return hr if batch_sharding is None else jax.lax.with_sharding_constraint(hr, batch_sharding)
+
+  if sample_fn is not None:
+    def multi(state, data):
+      def body(s, _):
+        key = jax.random.fold_in(jax.random.wrap_key_data(s.rng), s.step)
+        return train_step(s, constrain(sample_fn(data, key)))
+      return jax.lax.scan(body, state, None, length=num_steps)
+  else:
+    def multi(state, hr_KxBxHxWxC):
+      def body(s, hr):
+        return train_step(s, constrain(hr))
+      return jax.lax.scan(body, state, hr_KxBxHxWxC)
+  return multi
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh over all (global) devices with the axis name "data"."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), ("data",))
+
+
+def batch_sharding(mesh: Mesh, stacked: bool = False) -> NamedSharding:
+  """Batch axis sharded over "data"; with `stacked` the leading axis is the scan (step) axis."""
+  return NamedSharding(mesh, P(None, "data") if stacked else P("data"))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def jit_multi_step(multi: Callable, mesh: Mesh, *, with_batch: bool) -> Callable:
+  """`jax.jit` once: state replicated and donated; the second argument is sampler data (replicated) or stacked
+  host batches (batch axis sharded over "data")."""
+  rep = replicated(mesh)
+  second = batch_sharding(mesh, stacked=True) if with_batch else rep
+  return jax.jit(multi, in_shardings=(rep, second), out_shardings=(rep, rep), donate_argnums=0)
+
+
+def put_replicated(tree, mesh: Mesh):
+  """Places a host pytree replicated on every device of `mesh` (works across processes)."""
+  sharding = replicated(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
+
+
+def put_batch(hr_KxBxHxWxC, mesh: Mesh):
+  """This process's stacked batches (K, B_local, ...) -> one global array sharded over "data" on axis 1."""
+  return jax.make_array_from_process_local_data(batch_sharding(mesh, stacked=True), np.asarray(hr_KxBxHxWxC))
+
+
+def make_sr_fn(spec: model.Spec, dtype=None) -> Callable:
+  """Jitted `(params, lr_HxWxC) -> sr_HxWxC` clipped to [0, 1] (one compile per image shape)."""
+
+  @jax.jit
+  def sr(params, lr_HxWxC):
+    return jnp.clip(model.apply(params, lr_HxWxC[None], spec, dtype=dtype)[0], 0.0, 1.0)
+
+  return sr
+
+
+def psnr_y(a_HxWxC, b_HxWxC, crop_border: int) -> float:
+  """PSNR in dB of two images in [0, 1] on the [0, 255] scale, `crop_border` pixels removed on each side."""
+  a = np.asarray(a_HxWxC, np.float64) * 255.0
+  b = np.asarray(b_HxWxC, np.float64) * 255.0
+  if crop_border:
+    a = a[crop_border:-crop_border, crop_border:-crop_border]
+    b = b[crop_border:-crop_border, crop_border:-crop_border]
+  mse = float(np.mean(np.square(a - b)))
+  return float("inf") if mse == 0 else 10.0 * np.log10(255.0 ** 2 / mse)

@@ -1,0 +1,100 @@
+"""Standalone weight files: safetensors (no code runs on load) holding the params and the architecture `Spec`.
+
+    save(path, params, spec, meta={"dataset": "T91", ...})
+    params, spec, meta = load(path)
+    params, spec = pretrained(scale=3, variant="t91")   # files shipped in espcn_jax/pretrained/
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+import safetensors.numpy
+
+from espcn_jax import model
+
+PRETRAINED_DIR = pathlib.Path(__file__).parent / "pretrained"
+
+
+class WeightsError(ValueError):
+  """A weight file that cannot be used; the message names the file and the problem."""
+
+
+def _flatten(params) -> dict[str, np.ndarray]:
+  return {f"{layer}.{name}": np.asarray(v, np.float32) for layer, d in params.items() for name, v in d.items()}
+
+
+def save(path, params, spec: model.Spec, meta: dict | None = None) -> pathlib.Path:
+  """Writes atomically (temp file in the same folder, then rename)."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  metadata = {"format": "espcn-jax/1", "spec": json.dumps(spec.to_dict()), "meta": json.dumps(meta or {})}
+  fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+  os.close(fd)
+  try:
+    safetensors.numpy.save_file(_flatten(params), tmp, metadata=metadata)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+  return path
+
+
+def load(path):
+  """Returns (params, spec, meta). Raises WeightsError with a one-line message on any problem."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise WeightsError(f"{path}: no such weight file")
+  try:
+    with safetensors.safe_open(str(path), framework="np") as f:
+      metadata = f.metadata() or {}
+      tensors = {k: f.get_tensor(k) for k in f.keys()}
+  except Exception as e:  # safetensors raises several types for corrupt files
+    raise WeightsError(f"{path}: not a readable safetensors weight file ({type(e).__name__}: {e})".splitlines()[0]) from e
+  if metadata.get("format") != "espcn-jax/1" or "spec" not in metadata:
+    raise WeightsError(f"{path}: not an espcn-jax weight file (missing format/spec metadata)")
+  try:
+    spec = model.Spec.from_dict(json.loads(metadata["spec"]))
+  except (ValueError, TypeError) as e:
+    raise WeightsError(f"{path}: bad architecture metadata: {e}") from e
+  params: dict = {}
+  for key, v in tensors.items():
+    layer, name = key.split(".", 1)
+    params.setdefault(layer, {})[name] = v
+  expected = model.init(_ZERO_KEY(), spec)
+  exp_shapes = {k: v.shape for k, v in _flatten(expected).items()}
+  got_shapes = {k: v.shape for k, v in _flatten(params).items()}
+  if exp_shapes != got_shapes:
+    raise WeightsError(f"{path}: tensors {got_shapes} do not match the architecture {spec}")
+  return params, spec, json.loads(metadata.get("meta", "{}"))
+
+
+def _ZERO_KEY():
+  import jax
+  return jax.random.PRNGKey(0)
+
+
+def pretrained_path(scale: int = 3, variant: str = "t91") -> pathlib.Path:
+  return PRETRAINED_DIR / f"espcn_x{scale}_{variant}.safetensors"
+
+
+def available_pretrained() -> list[tuple[int, str]]:
+  out = []
+  for p in sorted(PRETRAINED_DIR.glob("espcn_x*_*.safetensors")):
+    scale, variant = p.stem[len("espcn_x"):].split("_", 1)
+    out.append((int(scale), variant))
+  return out
+
+
+def pretrained(scale: int = 3, variant: str = "t91"):
+  """Shipped weights: returns (params, spec). Raises WeightsError naming what is available if absent."""
+  path = pretrained_path(scale, variant)
+  if not path.is_file():
+    raise WeightsError(f"{path}: no shipped weights for scale {scale}, variant {variant!r}; "
+                       f"available: {available_pretrained() or 'none yet'}")
+  params, spec, _ = load(path)
+  return params, spec
