@@ -1,8 +1,10 @@
 """Image operations of the SR evaluation protocol, as MATLAB does them: BT.601 YCbCr, `modcrop`, bicubic `imresize`.
 
-All functions work on float images in [0, 1] (numpy or JAX arrays; they return JAX float32 arrays), shaped
-(H, W), (H, W, C) or (B, H, W, C). Nothing here rounds or clips: quantising to uint8 levels is the caller's choice
-(`evaluate` does it where MATLAB would).
+All functions work on float images in [0, 1] shaped (H, W), (H, W, C) or (B, H, W, C). `imresize`,
+`gaussian_degrade` and `degrade` return numpy float32 for numpy input (no per-size compilation) and JAX float32 for
+JAX input (jit-friendly); the colour conversions return JAX float32. Nothing here rounds or clips except
+`luma_uint8` (MATLAB's uint8 Y): quantising to uint8 levels is the caller's choice (`evaluate` does it where MATLAB
+would).
 
     y = luma(img_HxWx3)                        # MATLAB rgb2ycbcr(...)(:, :, 1), in [16/255, 235/255]
     lr = imresize(hr, 1 / 3)                   # MATLAB imresize(hr, 1/3, 'bicubic') (antialiased)
@@ -66,6 +68,21 @@ def luma(img):
   w = jnp.asarray(_T255[0] / 255.0, jnp.float32)
   y = jnp.einsum("...c,c->...", x, w, precision=jax.lax.Precision.HIGHEST) + _OFFSET[0]
   return y[..., None]
+
+
+def luma_uint8(img_u8) -> np.ndarray:
+  """MATLAB's Y of a uint8 image, exactly: `rgb2ycbcr(img)(:, :, 1)` for (..., H, W, 3) RGB (float64 arithmetic,
+  rounded to uint8), the pixels themselves for gray (H, W) / (..., H, W, 1). Numpy uint8 out, shape (..., H, W)
+  for RGB and gray HxW, (..., H, W, 1) kept for HxWx1."""
+  x = np.asarray(img_u8)
+  if x.dtype != np.uint8:
+    raise TypeError(f"luma_uint8 expects a uint8 image, got dtype {x.dtype}")
+  if x.ndim == 2 or x.shape[-1] == 1:
+    return x
+  if x.shape[-1] != 3:
+    raise ValueError(f"expected a gray or RGB image, got shape {x.shape}")
+  y = 16.0 + (x.astype(np.float64) @ _T255[0]) / 255.0
+  return np.floor(y + 0.5).astype(np.uint8)
 
 
 def _check_rgb(x):
@@ -146,7 +163,7 @@ def imresize(img, scale: float | None = None, output_shape: tuple[int, int] | No
   `output_shape`, each axis uses its own scale out/in, as MATLAB. jit-friendly: shapes and scale are static.
   No clipping: bicubic over/undershoots [0, 1] near edges, as in MATLAB for double images.
   """
-  x = jnp.asarray(img)
+  x = img if isinstance(img, (np.ndarray, jax.Array)) else np.asarray(img)
   if not jnp.issubdtype(x.dtype, jnp.floating):
     raise TypeError(f"imresize expects a float image in [0, 1], got dtype {x.dtype}")
   x = x.astype(jnp.float32)
@@ -164,11 +181,7 @@ def imresize(img, scale: float | None = None, output_shape: tuple[int, int] | No
   else:
     sh = sw = float(scale)
     oh, ow = _output_size(h, sh), _output_size(w, sw)
-  mh = jnp.asarray(resize_matrix(h, oh, sh), jnp.float32)
-  mw = jnp.asarray(resize_matrix(w, ow, sw), jnp.float32)
-  hp = jax.lax.Precision.HIGHEST
-  x = jnp.einsum("oh,...hwc->...owc", mh, x, precision=hp)
-  x = jnp.einsum("pw,...owc->...opc", mw, x, precision=hp)
+  x = _separable(x, resize_matrix(h, oh, sh), resize_matrix(w, ow, sw))
   return x[..., 0] if gray else x
 
 
@@ -177,7 +190,7 @@ def gaussian_matrix(in_size: int, scale: int, sigma: float, kernel_size: int) ->
   """Gaussian blur (normalised `kernel_size` taps, std `sigma`, 'symmetric' borders as MATLAB imfilter) followed by
   keeping every `scale`-th sample starting at offset scale // 2, as one (in_size // scale, in_size) matrix.
 
-  The kept pixel of each r x r block is (r // 2, r // 2): the centre for odd r (1 of 3x3 for r = 3), the
+  The kept pixel of each r x r block is (r // 2, r // 2): the centre for odd r ((1, 1) of 3x3 for r = 3), the
   lower-right pixel of the central 2x2 for even r.
   """
   if kernel_size < 1 or kernel_size % 2 == 0:
@@ -204,17 +217,32 @@ def gaussian_degrade(hr, scale: int, sigma: float = 1.6, kernel_size: int = 7):
   The paper does not give sigma; the defaults (7 x 7, sigma 1.6) are the "BD" degradation of the SR literature.
   `hr` is (H, W), (H, W, C) or (B, H, W, C) float; output floor(H / r) x floor(W / r). jit-friendly.
   """
-  x = jnp.asarray(hr, jnp.float32)
+  x = hr if isinstance(hr, (np.ndarray, jax.Array)) else np.asarray(hr)
+  x = x.astype(np.float32)
+  if x.ndim not in (2, 3, 4):
+    raise ValueError(f"gaussian_degrade expects (H, W), (H, W, C) or (B, H, W, C), got shape {tuple(x.shape)}")
   gray = x.ndim == 2
   if gray:
     x = x[..., None]
   h, w = x.shape[-3], x.shape[-2]
-  mh = jnp.asarray(gaussian_matrix(h, int(scale), float(sigma), int(kernel_size)), jnp.float32)
-  mw = jnp.asarray(gaussian_matrix(w, int(scale), float(sigma), int(kernel_size)), jnp.float32)
-  hp = jax.lax.Precision.HIGHEST
-  x = jnp.einsum("oh,...hwc->...owc", mh, x, precision=hp)
-  x = jnp.einsum("pw,...owc->...opc", mw, x, precision=hp)
+  x = _separable(x, gaussian_matrix(h, int(scale), float(sigma), int(kernel_size)),
+                 gaussian_matrix(w, int(scale), float(sigma), int(kernel_size)))
   return x[..., 0] if gray else x
+
+
+def _separable(x, m_h, m_w):
+  """out[..., o, p, c] = sum_{h, w} m_h[o, h] m_w[p, w] x[..., h, w, c] in float32.
+
+  JAX arrays (and tracers under jit) go through `jnp.einsum` at HIGHEST precision; numpy arrays stay in numpy, which
+  avoids compiling a kernel for every new image size (evaluation of images of assorted sizes). Both agree to float32
+  rounding.
+  """
+  if isinstance(x, np.ndarray):
+    x = np.einsum("oh,...hwc->...owc", m_h.astype(np.float32), x, optimize=True)
+    return np.einsum("pw,...owc->...opc", m_w.astype(np.float32), x, optimize=True)
+  hp = jax.lax.Precision.HIGHEST
+  x = jnp.einsum("oh,...hwc->...owc", jnp.asarray(m_h, jnp.float32), x, precision=hp)
+  return jnp.einsum("pw,...owc->...opc", jnp.asarray(m_w, jnp.float32), x, precision=hp)
 
 
 DEGRADATIONS = ("bicubic", "gaussian")

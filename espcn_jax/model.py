@@ -11,6 +11,7 @@ Params are a plain pytree {"conv1": {"kernel": HWIO, "bias"}, ..., "conv<L>": ..
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Sequence
 
 import flax.linen as nn
@@ -79,10 +80,27 @@ class ESPCN(nn.Module):
     return ps.depth_to_space(x, s.scale)
 
 
+def layer_shapes(spec: Spec) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+  """{"conv<i>": (kernel HWIO shape, bias shape)} for `spec`."""
+  widths = (spec.channels,) + spec.features + (spec.channels * spec.scale * spec.scale,)
+  return {f"conv{i + 1}": ((k, k, cin, cout), (cout,))
+          for i, (k, cin, cout) in enumerate(zip(spec.kernel_sizes, widths[:-1], widths[1:]))}
+
+
 def init(rng, spec: Spec):
-  """Random params for `spec` (LeCun-normal kernels, zero biases)."""
-  x = jnp.zeros((1, 8, 8, spec.channels), jnp.float32)
-  return ESPCN(spec).init(rng, x)["params"]
+  """Random params for `spec`: fan-in variance-scaling truncated-normal kernels (Flax's `lecun_normal`), zero biases.
+
+  Drawn with numpy from the JAX key's bits: no XLA compilation, so it is instant on any machine.
+  """
+  gen = np.random.default_rng(np.asarray(jax.random.key_data(rng)).ravel().tolist())
+  params = {}
+  for name, (ks, bs) in layer_shapes(spec).items():
+    std = math.sqrt(1.0 / math.prod(ks[:-1])) / 0.87962566103423978  # std of N(0,1) truncated to [-2, 2]
+    k = gen.standard_normal(ks)
+    while np.any(bad := np.abs(k) > 2):
+      k[bad] = gen.standard_normal(int(bad.sum()))
+    params[name] = {"kernel": jnp.asarray(k * std, jnp.float32), "bias": jnp.zeros(bs, jnp.float32)}
+  return params
 
 
 def apply(params, lr_BxHxWxC, spec: Spec, *, dtype=None):
@@ -100,8 +118,7 @@ def num_params(params) -> int:
 
 def flops_per_lr_pixel(spec: Spec) -> int:
   """Multiply-adds x 2 per LR pixel (ignoring borders, bias and activations)."""
-  widths = (spec.channels,) + spec.features + (spec.channels * spec.scale * spec.scale,)
-  return int(sum(2 * k * k * cin * cout for k, cin, cout in zip(spec.kernel_sizes, widths[:-1], widths[1:])))
+  return int(sum(2 * math.prod(ks) for ks, _ in layer_shapes(spec).values()))
 
 
 def subpixel_to_deconv(kernel_KxKxIxCrr, bias_Crr, r: int):

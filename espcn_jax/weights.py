@@ -65,17 +65,12 @@ def load(path):
   for key, v in tensors.items():
     layer, name = key.split(".", 1)
     params.setdefault(layer, {})[name] = v
-  expected = model.init(_ZERO_KEY(), spec)
-  exp_shapes = {k: v.shape for k, v in _flatten(expected).items()}
-  got_shapes = {k: v.shape for k, v in _flatten(params).items()}
+  exp_shapes = {f"{layer}.{name}": shape for layer, (ks, bs) in model.layer_shapes(spec).items()
+                for name, shape in (("kernel", ks), ("bias", bs))}
+  got_shapes = {k: tuple(v.shape) for k, v in _flatten(params).items()}
   if exp_shapes != got_shapes:
     raise WeightsError(f"{path}: tensors {got_shapes} do not match the architecture {spec}")
   return params, spec, json.loads(metadata.get("meta", "{}"))
-
-
-def _ZERO_KEY():
-  import jax
-  return jax.random.PRNGKey(0)
 
 
 def pretrained_path(scale: int = 3, variant: str = "t91") -> pathlib.Path:

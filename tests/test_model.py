@@ -129,3 +129,12 @@ def test_bfloat16_compute_close_to_float32():
   x = jax.random.uniform(jax.random.PRNGKey(4), (1, 16, 16, 1))
   a, b = model.apply(p, x, spec), model.apply(p, x, spec, dtype=jnp.bfloat16)
   assert b.dtype == jnp.float32 and 0 < float(jnp.abs(a - b).max()) < 0.05
+
+
+def test_init_matches_flax_module_structure():
+  spec = model.Spec(scale=3, channels=3, features=(16, 8))
+  ours = model.init(jax.random.PRNGKey(0), spec)
+  flax_params = model.ESPCN(spec).init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 3)))["params"]
+  assert jax.tree_util.tree_map(jnp.shape, ours) == jax.tree_util.tree_map(jnp.shape, flax_params)
+  k = np.asarray(ours["conv2"]["kernel"])  # fan-in scaled: std ~ 1/sqrt(3*3*16)
+  assert 0.5 / 12 < k.std() < 1.5 / 12 and not np.allclose(ours["conv1"]["kernel"], 0)

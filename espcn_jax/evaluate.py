@@ -1,0 +1,236 @@
+"""`python -m espcn_jax.evaluate`: PSNR / SSIM on Y of bicubic and ESPCN upscaling, the field's protocol.
+
+    python -m espcn_jax.evaluate --bicubic --data set5 --data set14 --scale 3
+    python -m espcn_jax.evaluate --checkpoint runs/x3/espcn_x3.safetensors --data set5 --json results.json
+    python -m espcn_jax.evaluate --data set14 --scale 3          # shipped weights, if any for that scale
+
+Per image (the SRCNN / VDSR MATLAB protocol, which reproduces the published bicubic baselines):
+  1. HR = modcrop(image, scale); its Y as MATLAB's rgb2ycbcr on uint8 gives it (rounded; gray images: as is).
+  2. LR = degrade(Y / 255, scale): MATLAB imresize(., 1/scale, 'bicubic') by default, or the Gaussian degradation;
+     the LR stays float (not quantised), as in those scripts.
+  3. bicubic baseline = imresize(LR, scale); ESPCN = model.apply(params, LR) (an RGB model, spec.channels == 3,
+     gets the degraded RGB image and its output's Y is scored; on gray images its channel mean is scored).
+  4. outputs clipped to [0, 1], quantised to uint8 levels; PSNR and SSIM on Y with crop_border = scale
+     (`espcn_jax.metrics`); the dataset's score is the mean over its images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import tempfile
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from espcn_jax import image_ops, images, metrics, model, weights
+
+_apply = jax.jit(model.apply, static_argnames=("spec",))
+
+
+def evaluate_image(hr_u8, scale: int, *, params=None, spec: model.Spec | None = None, degradation: str = "bicubic",
+                   sigma: float = 1.6, kernel_size: int = 7) -> dict[str, tuple[float, float]]:
+  """Scores one uint8 HR image (HxW or HxWx3): {"bicubic": (psnr, ssim), "espcn": (psnr, ssim) if params}."""
+  hr_u8 = image_ops.modcrop(np.asarray(hr_u8), scale)
+  if min(hr_u8.shape[:2]) < scale:
+    raise ValueError(f"image of {hr_u8.shape[0]}x{hr_u8.shape[1]} pixels is smaller than the scale {scale}")
+  y8 = image_ops.luma_uint8(hr_u8)
+  if y8.ndim == 3:
+    y8 = y8[..., 0]
+  y = y8.astype(np.float32) / 255.0
+  deg = dict(method=degradation, sigma=sigma, kernel_size=kernel_size)
+  lr_y = image_ops.degrade(y, scale, **deg)
+  out_shape = y.shape
+
+  def score(sr01_HxW):
+    sr = metrics.quantize(sr01_HxW)
+    return metrics.psnr(sr, y8, scale), metrics.ssim(sr, y8, scale)
+
+  result = {"bicubic": score(image_ops.imresize(lr_y, scale, output_shape=out_shape))}
+  if params is not None:
+    if spec.channels == 1:
+      sr = _apply(params, lr_y[None, :, :, None], spec)[0, :, :, 0]
+      result["espcn"] = score(sr)
+    else:
+      gray = hr_u8.ndim == 2
+      rgb = np.repeat(hr_u8[..., None], 3, axis=-1) if gray else hr_u8
+      lr_rgb = image_ops.degrade(rgb.astype(np.float32) / 255.0, scale, **deg)
+      sr_rgb = np.asarray(_apply(params, lr_rgb[None], spec)[0])
+      if gray:
+        result["espcn"] = score(sr_rgb.mean(axis=-1))
+      else:
+        sr_y8 = image_ops.luma_uint8(metrics.quantize(sr_rgb).astype(np.uint8))
+        result["espcn"] = (metrics.psnr(sr_y8, y8, scale), metrics.ssim(sr_y8, y8, scale))
+  return result
+
+
+def evaluate_folder(folder, scale: int, *, params=None, spec: model.Spec | None = None, dataset: str | None = None,
+                    degradation: str = "bicubic", sigma: float = 1.6, kernel_size: int = 7,
+                    errors: list | None = None, progress: bool = False, per_image: list | None = None) -> list[dict]:
+  """Mean PSNR / SSIM over the images of `folder`.
+
+  Returns [{"dataset", "scale", "method": "bicubic", "psnr", "ssim", "images"}, and the same for "espcn" when
+  `params` (with its `spec`) are given]; [] if no image could be scored. Bad images: if `errors` is a list, their
+  one-line messages are appended and the other images still scored; otherwise the first raises ImageError.
+  `per_image`, if a list, receives {"file", "method", "psnr", "ssim"} rows.
+  """
+  scale = int(scale)
+  if params is not None and spec is None:
+    raise ValueError("evaluate_folder: give the model's spec with its params")
+  if spec is not None and params is not None and spec.scale != scale:
+    raise ValueError(f"evaluate_folder: the model is x{spec.scale}, asked to evaluate x{scale}")
+  folder = pathlib.Path(folder)
+  dataset = dataset or folder.name
+  paths = images.list_images(folder)
+  scores: dict[str, list[tuple[float, float]]] = {}
+  bar = tqdm(paths, desc=f"{dataset} x{scale}", unit="img", disable=None if progress else True, leave=False,
+             file=sys.stderr)  # None: shown on a terminal only
+  for path in bar:
+    try:
+      hr = images.load_image(path)
+      res = evaluate_image(hr, scale, params=params, spec=spec, degradation=degradation, sigma=sigma,
+                           kernel_size=kernel_size)
+    except (images.ImageError, ValueError) as e:
+      msg = str(e) if isinstance(e, images.ImageError) else f"{path}: {e}"
+      if errors is None:
+        raise images.ImageError(msg) from None
+      errors.append(msg)
+      continue
+    for method, s in res.items():
+      scores.setdefault(method, []).append(s)
+      if per_image is not None:
+        per_image.append({"file": str(path), "method": method, "psnr": s[0], "ssim": s[1]})
+  return [{"dataset": dataset, "scale": scale, "method": method, "psnr": float(np.mean([s[0] for s in v])),
+           "ssim": float(np.mean([s[1] for s in v])), "images": len(v)} for method, v in scores.items()]
+
+
+def resolve_data(name: str) -> tuple[str, pathlib.Path]:
+  """--data value -> (display name, folder): an existing folder, else a built-in dataset name."""
+  p = pathlib.Path(name)
+  if p.exists():
+    if not p.is_dir():
+      raise images.ImageError(f"{p}: not a folder")
+    return p.resolve().name, p
+  if name.lower() in images.BUILTIN_DATASETS:
+    return images.BUILTIN_DATASETS[name.lower()], images.builtin_dataset_dir(name)
+  raise images.ImageError(f"{name}: no such folder or built-in dataset ({', '.join(images.BUILTIN_DATASETS)})")
+
+
+def format_table(results: list[dict]) -> str:
+  """One row per (dataset, scale): images, bicubic PSNR/SSIM and ESPCN PSNR/SSIM (when evaluated)."""
+  rows: dict[tuple, dict] = {}
+  for r in results:
+    rows.setdefault((r["dataset"], r["scale"]), {})[r["method"]] = r
+  has_model = any(r["method"] == "espcn" for r in results)
+  head = f"{'dataset':<12} {'scale':>5} {'images':>6}  {'bicubic PSNR':>12} {'SSIM':>6}"
+  if has_model:
+    head += f"  {'ESPCN PSNR':>10} {'SSIM':>6}"
+  lines = [head, "-" * len(head)]
+  for (ds, sc), by in rows.items():
+    n = max(r["images"] for r in by.values())
+    line = f"{ds:<12} {'x' + str(sc):>5} {n:>6}"
+    for method, width in (("bicubic", 12), ("espcn", 10)):
+      if method == "espcn" and not has_model:
+        continue
+      r = by.get(method)
+      line += f"  {r['psnr']:>{width}.3f} {r['ssim']:.4f}" if r else f"  {'-':>{width}} {'-':>6}"
+    lines.append(line)
+  return "\n".join(lines)
+
+
+def write_json(path, payload: dict) -> None:
+  """Atomic JSON write: temp file in the same folder, then os.replace."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+  try:
+    with os.fdopen(fd, "w") as f:
+      json.dump(payload, f, indent=2)
+      f.write("\n")
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+
+
+def parse_args(argv):
+  p = argparse.ArgumentParser(prog="python -m espcn_jax.evaluate", description=__doc__.splitlines()[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--data", action="append", required=True,
+                 help="built-in dataset (set5, set14, t91, bsd200) or a folder of images; repeatable")
+  p.add_argument("--scale", type=int, default=None, help="upscaling factor (default: the model's, else 3)")
+  who = p.add_mutually_exclusive_group()
+  who.add_argument("--bicubic", action="store_true", help="only the bicubic baseline")
+  who.add_argument("--checkpoint", help="an espcn-jax weight file (.safetensors, see espcn_jax.weights)")
+  p.add_argument("--variant", default="t91", help="shipped-weights variant when neither --bicubic nor --checkpoint")
+  p.add_argument("--degradation", choices=image_ops.DEGRADATIONS, default="bicubic", help="HR -> LR (default bicubic)")
+  p.add_argument("--sigma", type=float, default=1.6, help="Gaussian degradation: blur sigma")
+  p.add_argument("--kernel-size", type=int, default=7, help="Gaussian degradation: blur kernel size (odd)")
+  p.add_argument("--json", help="write the results to this file (atomically)")
+  p.add_argument("--per-image", action="store_true", help="also print every image's scores")
+  return p.parse_args(argv)
+
+
+def main(argv) -> int:
+  args = parse_args(argv)
+  params = spec = None
+  try:
+    if args.checkpoint:
+      params, spec, _ = weights.load(args.checkpoint)
+    elif not args.bicubic:
+      try:
+        params, spec = weights.pretrained(args.scale or 3, args.variant)
+      except weights.WeightsError as e:
+        print(f"note: {e}; evaluating the bicubic baseline only", file=sys.stderr)
+  except weights.WeightsError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  scale = args.scale or (spec.scale if spec else 3)
+  if spec is not None and spec.scale != scale:
+    print(f"error: {args.checkpoint or 'the shipped model'} is x{spec.scale}, not x{scale}", file=sys.stderr)
+    return 2
+  if scale < 2:
+    print(f"error: --scale must be >= 2, got {scale}", file=sys.stderr)
+    return 2
+  if args.degradation == "gaussian" and (args.sigma <= 0 or args.kernel_size < 1 or args.kernel_size % 2 == 0):
+    print(f"error: --sigma must be > 0 and --kernel-size odd, got {args.sigma}, {args.kernel_size}", file=sys.stderr)
+    return 2
+  errors: list[str] = []
+  results: list[dict] = []
+  per_image: list[dict] | None = [] if args.per_image else None
+  for name in args.data:
+    try:
+      ds, folder = resolve_data(name)
+      n_err = len(errors)
+      results += evaluate_folder(folder, scale, params=params, spec=spec, dataset=ds, degradation=args.degradation,
+                                 sigma=args.sigma, kernel_size=args.kernel_size, errors=errors,
+                                 progress=True, per_image=per_image)
+      for msg in errors[n_err:]:
+        print(f"error: {msg}", file=sys.stderr)
+    except images.ImageError as e:
+      errors.append(str(e))
+      print(f"error: {e}", file=sys.stderr)
+  if per_image:
+    for r in per_image:
+      print(f"{r['file']}  {r['method']:<8} PSNR {r['psnr']:.3f}  SSIM {r['ssim']:.4f}")
+  if results:
+    print(f"PSNR / SSIM on Y, crop_border = {scale}, {args.degradation} degradation")
+    print(format_table(results))
+  if args.json:
+    write_json(args.json, {"results": results})
+  if errors:
+    print(f"{len(errors)} error(s); see above", file=sys.stderr)
+    return 1
+  return 0
+
+
+def run():
+  sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+  run()

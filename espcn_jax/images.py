@@ -1,0 +1,199 @@
+"""Image files: reading with one-line errors, atomic writing, listing folders, the built-in datasets in `data/`.
+
+    img = load_image("data/Set5/baby.png")        # np.uint8, HxW (gray) or HxWx3 (RGB)
+    paths = list_images(builtin_dataset_dir("set14"))
+    save_image("out/baby_x3.png", img)             # temp file + os.replace
+
+Every problem with a file raises `ImageError` (a ValueError) whose one-line message starts with the path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+from PIL import Image, ImageFile
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+BUILTIN_DATASETS = {"set5": "Set5", "set14": "Set14", "t91": "T91", "bsd200": "BSD200"}
+DATA_DIR_ENV = "ESPCN_DATA_DIR"
+
+
+class ImageError(ValueError):
+  """An unusable image file, folder or dataset; the one-line message names the path and the problem."""
+
+
+def _one_line(e: BaseException) -> str:
+  text = str(e).strip().splitlines()
+  return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def _to_array(img: Image.Image) -> np.ndarray:
+  """A decoded Pillow image -> uint8 HxW or HxWx3 (alpha dropped, not composited)."""
+  mode = img.mode
+  if mode == "L":
+    return np.asarray(img, np.uint8)
+  if mode in ("1", "LA", "La"):
+    return np.asarray(img.convert("L"), np.uint8)
+  if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+    # 16-bit grayscale (PNG/TIFF): 0..65535 -> 0..255 as MATLAB's im2uint8 (divide by 257, round).
+    v = np.asarray(img).astype(np.float64)
+    return np.clip(np.floor(v / 257.0 + 0.5), 0, 255).astype(np.uint8)
+  if mode == "F":
+    raise ValueError("32-bit float images are not supported")
+  if mode == "P":
+    has_alpha = "transparency" in img.info or (img.palette is not None and img.palette.mode == "RGBA")
+    img = img.convert("RGBA" if has_alpha else "RGB")
+  elif mode == "PA":
+    img = img.convert("RGBA")
+  if img.mode in ("RGBA", "RGBa", "RGBX"):
+    return np.asarray(img.convert("RGBA"), np.uint8)[..., :3].copy()
+  if img.mode != "RGB":
+    img = img.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+  return np.asarray(img, np.uint8)
+
+
+def load_image(path) -> np.ndarray:
+  """Reads an image as np.uint8: HxW for gray files (L, 1, LA, I;16), HxWx3 otherwise (RGBA/PA drop alpha,
+  palette images are expanded). Any format Pillow decodes (png, jpg, bmp, tiff, webp, ...).
+
+  Truncated or corrupt files raise ImageError (the whole image is decoded here, with Pillow's
+  LOAD_TRUNCATED_IMAGES forced off for the call).
+  """
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise ImageError(f"{path}: no such file")
+  if not path.is_file():
+    raise ImageError(f"{path}: not a file")
+  saved = ImageFile.LOAD_TRUNCATED_IMAGES
+  ImageFile.LOAD_TRUNCATED_IMAGES = False
+  try:
+    with Image.open(path) as img:
+      img.load()
+      arr = _to_array(img)
+  except Image.UnidentifiedImageError:
+    raise ImageError(f"{path}: not an image (format not recognised)") from None
+  except (OSError, SyntaxError, ValueError, EOFError) as e:
+    msg = str(e).lower()
+    what = "truncated image" if ("truncated" in msg or "eof" in msg or isinstance(e, EOFError)) else "unreadable image"
+    raise ImageError(f"{path}: {what} ({_one_line(e)})") from None
+  except Exception as e:  # Pillow plugins raise assorted types on corrupt data
+    raise ImageError(f"{path}: unreadable image ({_one_line(e)})") from None
+  finally:
+    ImageFile.LOAD_TRUNCATED_IMAGES = saved
+  if arr.size == 0:
+    raise ImageError(f"{path}: empty image ({arr.shape})")
+  return arr
+
+
+def save_image(path, arr) -> pathlib.Path:
+  """Writes uint8 HxW / HxWx1 / HxWx3 (or float in [0, 1], rounded) atomically; the format follows the suffix."""
+  path = pathlib.Path(path)
+  a = np.asarray(arr)
+  if a.dtype != np.uint8:
+    if not np.issubdtype(a.dtype, np.floating):
+      raise ImageError(f"{path}: cannot save dtype {a.dtype}; give uint8 or float in [0, 1]")
+    a = np.floor(np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+  if a.ndim == 3 and a.shape[-1] == 1:
+    a = a[..., 0]
+  if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 3)):
+    raise ImageError(f"{path}: cannot save an array of shape {a.shape}; give HxW or HxWx3")
+  fmt = Image.registered_extensions().get(path.suffix.lower())
+  if fmt is None:
+    raise ImageError(f"{path}: unknown image format for suffix {path.suffix!r}")
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+  os.close(fd)
+  try:
+    Image.fromarray(a).save(tmp, format=fmt)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+  return path
+
+
+def list_images(folder, recursive: bool = False) -> list[pathlib.Path]:
+  """Sorted image files (by suffix, case-insensitive) in `folder` (and its subfolders if `recursive`).
+
+  Other files (SHA256SUMS, notes) are skipped. Raises ImageError for a missing folder or one without images.
+  """
+  folder = pathlib.Path(folder)
+  if not folder.exists():
+    raise ImageError(f"{folder}: no such folder")
+  if not folder.is_dir():
+    raise ImageError(f"{folder}: not a folder")
+  candidates = folder.rglob("*") if recursive else folder.iterdir()
+  paths = sorted(p for p in candidates
+                 if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+  if not paths:
+    raise ImageError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder"
+                     + (" or its subfolders" if recursive else ""))
+  return paths
+
+
+def data_root() -> pathlib.Path:
+  """$ESPCN_DATA_DIR if set, else the repository's `data/` folder (next to the package)."""
+  env = os.environ.get(DATA_DIR_ENV)
+  return pathlib.Path(env) if env else pathlib.Path(__file__).resolve().parents[1] / "data"
+
+
+def builtin_dataset_dir(name: str) -> pathlib.Path:
+  """The folder of a built-in dataset: "set5", "set14", "t91" or "bsd200" (case-insensitive) -> <data>/<Name>."""
+  key = str(name).lower()
+  if key not in BUILTIN_DATASETS:
+    raise ImageError(f"{name}: unknown built-in dataset; expected one of {', '.join(BUILTIN_DATASETS)}")
+  folder = data_root() / BUILTIN_DATASETS[key]
+  if not folder.is_dir():
+    raise ImageError(f"{folder}: built-in dataset {BUILTIN_DATASETS[key]} not found "
+                     f"(set {DATA_DIR_ENV} to the folder holding {BUILTIN_DATASETS[key]}/)")
+  return folder
+
+
+def sha256(path) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def verify_checksums(folder) -> int:
+  """Checks every file listed in `folder`/SHA256SUMS (`sha256sum` format). Returns how many were verified.
+
+  Raises ImageError naming the missing, altered and malformed entries.
+  """
+  folder = pathlib.Path(folder)
+  sums = folder / "SHA256SUMS"
+  if not sums.is_file():
+    raise ImageError(f"{sums}: no such checksum file")
+  missing, altered, bad = [], [], []
+  n = 0
+  for i, line in enumerate(sums.read_text().splitlines(), 1):
+    if not line.strip():
+      continue
+    parts = line.strip().split(maxsplit=1)
+    if len(parts) != 2 or len(parts[0]) != 64:
+      bad.append(str(i))
+      continue
+    digest, name = parts[0].lower(), parts[1].lstrip("*")
+    target = folder / name
+    if not target.is_file():
+      missing.append(name)
+    elif sha256(target) != digest:
+      altered.append(name)
+    else:
+      n += 1
+  problems = []
+  if missing:
+    problems.append(f"missing {', '.join(missing)}")
+  if altered:
+    problems.append(f"checksum mismatch for {', '.join(altered)}")
+  if bad:
+    problems.append(f"malformed lines {', '.join(bad)}")
+  if problems:
+    raise ImageError(f"{sums}: " + "; ".join(problems))
+  return n
