@@ -1,0 +1,405 @@
+"""Speed of ESPCN inference on this machine, side by side with bicubic and the same net in other frameworks.
+
+    python -m espcn_jax.benchmark --resolution 1080p --scale 3 --batch 1 8 --dtype float32 bfloat16 --json b.json
+
+The resolution is the OUTPUT frame (1080p at x3: a 640x360 LR input, one luma channel). For each (dtype, batch):
+compile time, ms/frame and frames/s (median of --iters timed calls after --warmup, block_until_ready), achieved
+GFLOP/s (`model.flops_per_lr_pixel`) and, where the device's peak is known, the fraction of it. In the same run:
+our JAX bicubic `imresize`, and the same net with the same weights in PyTorch (channels_last, eager and
+torch.compile), OpenCV dnn and onnxruntime (an ONNX file exported from the PyTorch net) when installed, each
+reported as a ratio to ours. Then the PSNR drift of reduced precision vs float32 on Set5 (Y, crop_border = scale).
+
+Imports only jax, numpy, pillow and espcn_jax (no TensorFlow), so it runs on bare accelerator boxes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+RESOLUTIONS = {"720p": (720, 1280), "1080p": (1080, 1920), "1440p": (1440, 2560), "4k": (2160, 3840)}
+DTYPES = ("float32", "bfloat16", "float16")
+# Dense peak TFLOP/s by (device kind substring, dtype): float32 convs/dots run as TF32 on these GPUs by default.
+_GPU_PEAKS = {("H100", "float32"): 494.7, ("H100", "bfloat16"): 989.4, ("H100", "float16"): 989.4,
+              ("H200", "float32"): 494.7, ("H200", "bfloat16"): 989.4, ("H200", "float16"): 989.4,
+              ("A100", "float32"): 156.0, ("A100", "bfloat16"): 312.0, ("A100", "float16"): 312.0}
+
+
+def _parse(argv):
+  p = argparse.ArgumentParser(prog="python -m espcn_jax.benchmark", description=__doc__.split("\n\n")[0])
+  p.add_argument("--resolution", choices=sorted(RESOLUTIONS), default="1080p", help="output frame size")
+  p.add_argument("--scale", type=int, default=3)
+  p.add_argument("--batch", type=int, nargs="+", default=[1], help="frames per call (one or more)")
+  p.add_argument("--dtype", choices=DTYPES, nargs="+", default=["float32"], help="compute dtype(s) of our net")
+  p.add_argument("--method", default="auto", help="our 3x3 conv kernel: auto, conv or winograd")
+  p.add_argument("--iters", type=int, default=10, help="timed calls per measurement")
+  p.add_argument("--warmup", type=int, default=2, help="untimed calls after compiling")
+  p.add_argument("--checkpoint", default=None, help="weights (default: shipped, else random: fine for speed)")
+  p.add_argument("--peers", default="torch,torch_compile,opencv,onnxruntime",
+                 help="comma list of peers to run (torch, torch_compile, opencv, onnxruntime), or 'none'")
+  p.add_argument("--no-bicubic", action="store_true")
+  p.add_argument("--psnr-set", default="set5", help="built-in dataset for the precision drift, or 'none'")
+  p.add_argument("--json", default=None, help="write the results here (atomically)")
+  return p.parse_args(argv)
+
+
+_CPU_TIMES: list = []  # process CPU seconds of the last time_calls, per call (all threads)
+
+
+def time_calls(fn, iters: int, warmup: int) -> tuple[float, list[float]]:
+  """Median wall seconds of fn() (fn must block until done) over `iters` calls after `warmup`; also all samples.
+
+  Also records the process CPU time of each call (all threads) in _CPU_TIMES: on a shared CPU the wall time
+  depends on the neighbours' load, the CPU time much less.
+  """
+  for _ in range(warmup):
+    fn()
+  ts = []
+  _CPU_TIMES.clear()
+  for _ in range(max(iters, 1)):
+    c = time.process_time()
+    t = time.perf_counter()
+    fn()
+    ts.append(time.perf_counter() - t)
+    _CPU_TIMES.append(time.process_time() - c)
+  return statistics.median(ts), ts
+
+
+def cpu_peak_gflops() -> float | None:
+  """Rough fp32 peak of the CPUs this process may use: cores x GHz x FLOPs/cycle (FMA: 2 x SIMD lanes x 2 units)."""
+  try:
+    info = pathlib.Path("/proc/cpuinfo").read_text()
+  except OSError:
+    return None
+  mhz = [float(l.split(":")[1]) for l in info.splitlines() if l.startswith("cpu MHz")]
+  flags = next((l for l in info.splitlines() if l.startswith("flags")), "")
+  if not mhz or " fma" not in flags:
+    return None
+  lanes = 16 if " avx512f" in flags else 8
+  return len(os.sched_getaffinity(0)) * (sum(mhz) / len(mhz)) / 1e3 * lanes * 2 * 2
+
+
+def device_info():
+  import jax  # pylint: disable=import-outside-toplevel
+  d = jax.devices()[0]
+  kind = getattr(d, "device_kind", d.platform)
+  if d.platform == "cpu":
+    cpu = platform.processor() or ""
+    try:
+      cpu = next(l.split(":", 1)[1].strip() for l in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+                 if l.startswith("model name"))
+    except (OSError, StopIteration):
+      pass
+    return f"cpu: {cpu} x{len(os.sched_getaffinity(0))} threads", "cpu"
+  return f"{d.platform}: {kind}", kind
+
+
+def peak_tflops(kind: str, dtype: str) -> float | None:
+  if kind == "cpu":
+    g = cpu_peak_gflops()
+    return None if g is None else g / 1e3
+  for (sub, dt), v in _GPU_PEAKS.items():
+    if sub in kind and dt == dtype:
+      return v
+  return None
+
+
+def load_params(checkpoint, scale):
+  """(params, spec, note) from a checkpoint, the shipped weights, or random ones."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from espcn_jax import model, weights  # pylint: disable=import-outside-toplevel
+  if checkpoint:
+    params, spec, _ = weights.load(checkpoint)
+    return params, spec, f"weights: {checkpoint}"
+  try:
+    params, spec = weights.pretrained(scale)
+    return params, spec, f"weights: shipped x{scale}"
+  except weights.WeightsError:
+    spec = model.Spec(scale=scale)
+    return model.init(jax.random.PRNGKey(0), spec), spec, "weights: RANDOM (no shipped x%d; speed only)" % scale
+
+
+def ours(params, spec, lr_h, lr_w, dtype: str, batch: int, method: str, iters: int, warmup: int):
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from espcn_jax import inference  # pylint: disable=import-outside-toplevel
+  dt = None if dtype == "float32" else getattr(jnp, dtype)
+  p = jax.device_put(jax.tree_util.tree_map(jnp.asarray, params))
+  x = jax.device_put(jnp.asarray(np.random.default_rng(0).random((batch, lr_h, lr_w, spec.channels), np.float32)))
+  fn = jax.jit(lambda p, x: inference.forward(p, x, spec, dtype=dt, method=method))
+  t = time.perf_counter()
+  compiled = fn.lower(p, x).compile()
+  compile_s = time.perf_counter() - t
+  med, _ = time_calls(lambda: compiled(p, x).block_until_ready(), iters, warmup)
+  return med, compile_s, np.asarray(compiled(p, x)[0])
+
+
+def bicubic(spec, lr_h, lr_w, batch: int, iters: int, warmup: int):
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from espcn_jax import image_ops  # pylint: disable=import-outside-toplevel
+  x = jax.device_put(jnp.asarray(np.random.default_rng(0).random((batch, lr_h, lr_w, spec.channels), np.float32)))
+  fn = jax.jit(lambda x: image_ops.imresize(x, scale=spec.scale))
+  t = time.perf_counter()
+  compiled = fn.lower(x).compile()
+  compile_s = time.perf_counter() - t
+  med, _ = time_calls(lambda: compiled(x).block_until_ready(), iters, warmup)
+  return med, compile_s
+
+
+def torch_net(params, spec):
+  """The same net in PyTorch (NCHW weights, PixelShuffle channel order), float32, eval mode."""
+  import torch  # pylint: disable=import-outside-toplevel
+  from espcn_jax import ps  # pylint: disable=import-outside-toplevel
+  widths = (spec.channels,) + spec.features + (spec.channels * spec.scale ** 2,)
+  layers = []
+  for i, k in enumerate(spec.kernel_sizes):
+    conv = torch.nn.Conv2d(widths[i], widths[i + 1], k, padding=k // 2)
+    kern = np.asarray(params[f"conv{i + 1}"]["kernel"], np.float32).transpose(3, 2, 0, 1)  # HWIO -> OIHW
+    bias = np.asarray(params[f"conv{i + 1}"]["bias"], np.float32)
+    if i == spec.num_layers - 1:
+      perm = ps.ours_to_torch_perm(spec.channels, spec.scale)
+      kern, bias = kern[perm], bias[perm]
+    conv.weight.data = torch.tensor(np.array(kern))
+    conv.bias.data = torch.tensor(np.array(bias))
+    layers.append(conv)
+    if i < spec.num_layers - 1:
+      layers.append(torch.nn.Tanh() if spec.activation == "tanh" else torch.nn.ReLU())
+  layers.append(torch.nn.PixelShuffle(spec.scale))
+  return torch.nn.Sequential(*layers).eval()
+
+
+def torch_peer(net, x_nhwc, dtype: str, compiled: bool, iters: int, warmup: int):
+  """Returns (median s, compile s, first output NHWC) of the torch net, channels_last, on CUDA when available."""
+  import torch  # pylint: disable=import-outside-toplevel
+  dev = "cuda" if torch.cuda.is_available() else "cpu"
+  tdt = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+  torch.backends.cudnn.benchmark = True
+  torch.set_num_threads(len(os.sched_getaffinity(0)))
+  m = net.to(dev).to(tdt).to(memory_format=torch.channels_last)
+  x = torch.from_numpy(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))).to(dev).to(tdt)
+  x = x.contiguous(memory_format=torch.channels_last)
+  sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+  if compiled:
+    torch._dynamo.reset()  # pylint: disable=protected-access  # a fresh compile per (dtype, batch), static shapes
+    fn = torch.compile(m, dynamic=False)
+  else:
+    fn = m
+
+  def call():
+    with torch.inference_mode():
+      y = fn(x)
+    sync()
+    return y
+
+  t = time.perf_counter()
+  y = call()
+  compile_s = time.perf_counter() - t
+  med, _ = time_calls(call, iters, warmup)
+  return med, compile_s, y[0].float().cpu().numpy().transpose(1, 2, 0)
+
+
+def export_onnx(net, lr_h, lr_w, channels, path):
+  import torch  # pylint: disable=import-outside-toplevel
+  x = torch.zeros(1, channels, lr_h, lr_w)
+  kwargs = {"dynamo": False} if "dynamo" in torch.onnx.export.__code__.co_varnames else {}
+  with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
+    warnings.simplefilter("ignore", DeprecationWarning)
+    torch.onnx.export(net.cpu().float(), x, str(path), input_names=["lr"], output_names=["hr"], opset_version=17,
+                      dynamic_axes={"lr": {0: "batch"}, "hr": {0: "batch"}}, **kwargs)
+
+
+def onnxruntime_peer(path, x_nhwc, iters: int, warmup: int):
+  import onnxruntime as ort  # pylint: disable=import-outside-toplevel
+  opts = ort.SessionOptions()
+  opts.intra_op_num_threads = len(os.sched_getaffinity(0))
+  providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+  t = time.perf_counter()
+  sess = ort.InferenceSession(str(path), opts, providers=providers)
+  x = np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))
+  y = sess.run(None, {"lr": x})[0]
+  compile_s = time.perf_counter() - t
+  med, _ = time_calls(lambda: sess.run(None, {"lr": x}), iters, warmup)
+  return med, compile_s, y[0].transpose(1, 2, 0), sess.get_providers()[0]
+
+
+def opencv_peer(path, x_nhwc, iters: int, warmup: int):
+  import cv2  # pylint: disable=import-outside-toplevel
+  cv2.setNumThreads(len(os.sched_getaffinity(0)))
+  t = time.perf_counter()
+  net = cv2.dnn.readNetFromONNX(str(path))
+  x = np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))
+
+  def call():
+    net.setInput(x)
+    return net.forward()
+
+  y = call()
+  compile_s = time.perf_counter() - t
+  med, _ = time_calls(call, iters, warmup)
+  return med, compile_s, np.asarray(y)[0].transpose(1, 2, 0)
+
+
+def psnr_drift(params, spec, dtypes, dataset: str, method: str):
+  """Mean Y PSNR (dB) on a built-in set for each dtype, x scale, crop_border = scale: {dtype: psnr}."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from espcn_jax import image_ops, images, inference, metrics  # pylint: disable=import-outside-toplevel
+  r = spec.scale
+  ups = {d: inference.Upscaler(params, spec, dtype=None if d == "float32" else getattr(jnp, d), method=method)
+         for d in dtypes}
+  scores = {d: [] for d in dtypes}
+  for path in images.list_images(images.builtin_dataset_dir(dataset)):
+    hr = images.load_image(path).astype(np.float32) / 255.0
+    hr = np.asarray(image_ops.modcrop(hr, r))
+    y_hr = np.asarray(image_ops.luma(hr))
+    y_hr = y_hr[..., 0] if y_hr.ndim == 3 else y_hr
+    lr = np.asarray(image_ops.imresize(y_hr, scale=1.0 / r))
+    ref = metrics.quantize(y_hr)  # HR Y on uint8 levels, as MATLAB's rgb2ycbcr on uint8
+    for d, up in ups.items():
+      scores[d].append(metrics.psnr(metrics.quantize(up.network(lr)), ref, crop_border=r))
+  return {d: float(np.mean(v)) for d, v in scores.items()}
+
+
+def _write_json(path, obj):
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+  with os.fdopen(fd, "w") as f:
+    json.dump(obj, f, indent=1)
+  os.replace(tmp, path)
+
+
+def main(argv) -> int:
+  args = _parse(argv)
+  import jax  # pylint: disable=import-outside-toplevel
+  from espcn_jax import inference  # pylint: disable=import-outside-toplevel
+  params, spec, wnote = load_params(args.checkpoint, args.scale)
+  out_h, out_w = RESOLUTIONS[args.resolution]
+  lr_h, lr_w = inference.lr_size(out_h, out_w, spec.scale)
+  flops = inference.network_flops(spec, lr_h, lr_w)
+  dev, kind = device_info()
+  method = inference.resolve_method(args.method)
+  print(f"{dev} | jax {jax.__version__} | {args.resolution} x{spec.scale}: LR {lr_w}x{lr_h} -> {out_w}x{out_h} | "
+        f"{flops / 1e9:.2f} GFLOP/frame | ours: {method} | {wnote}", flush=True)
+  results, notes = [], [wnote]
+
+  def report(name, dtype, batch, sec_per_call, compile_s, **extra):
+    ms = 1e3 * sec_per_call / batch
+    row = {"method": name, "dtype": dtype, "batch": batch, "ms_per_frame": round(ms, 3),
+           "fps": round(1e3 / ms, 2), "compile_s": round(compile_s, 2),
+           "gflops_per_s": round(flops / (ms * 1e-3) / 1e9, 1)}
+    if kind == "cpu" and _CPU_TIMES:
+      row["cpu_ms_per_frame"] = round(1e3 * statistics.median(_CPU_TIMES) / batch, 3)
+    row.update(extra)
+    results.append(row)
+    ratio = f" | ours/this speed {row['vs_ours']:.2f}x" if "vs_ours" in row else ""
+    peak = f" | {100 * row['frac_peak']:.1f}% of peak" if row.get("frac_peak") is not None else ""
+    cpu = f" ({row['cpu_ms_per_frame']:.0f} CPU-ms)" if "cpu_ms_per_frame" in row else ""
+    print(f"{name:>22} {dtype:>8} b{batch:<3} {ms:9.2f} ms/frame{cpu} {row['fps']:9.1f} fps  compile {compile_s:6.2f} s "
+          f"{row['gflops_per_s']:8.1f} GFLOP/s{peak}{ratio}", flush=True)
+    return row
+
+  ours_ms = {}
+  x_by_batch = {}
+  for batch in args.batch:
+    for dtype in args.dtype:
+      med, comp, y0 = ours(params, spec, lr_h, lr_w, dtype, batch, method, args.iters, args.warmup)
+      pk = peak_tflops(kind, dtype)
+      frac = None if pk is None else (flops * batch / med) / (pk * 1e12)
+      report(f"espcn-jax[{method}]", dtype, batch, med, comp, frac_peak=None if frac is None else round(frac, 4))
+      ours_ms[(dtype, batch)] = med
+      if dtype == "float32":
+        x_by_batch[batch] = y0
+  base_dt = "float32" if "float32" in args.dtype else args.dtype[0]
+
+  if not args.no_bicubic:
+    for batch in args.batch:
+      med, comp = bicubic(spec, lr_h, lr_w, batch, args.iters, args.warmup)
+      report("bicubic (jax imresize)", "float32", batch, med, comp, vs_ours=round(med / ours_ms[(base_dt, batch)], 3))
+
+  peers = [] if args.peers == "none" else [p.strip() for p in args.peers.split(",") if p.strip()]
+  rng = np.random.default_rng(0)
+  net = None
+  if any(p.startswith("torch") for p in peers) or {"opencv", "onnxruntime"} & set(peers):
+    try:
+      net = torch_net(params, spec)
+    except ImportError:
+      notes.append("torch not installed: PyTorch, OpenCV dnn and onnxruntime peers skipped (ONNX comes from torch)")
+      print("  (skipped) " + notes[-1], flush=True)
+  onnx_path = None
+  with tempfile.TemporaryDirectory() as tmpdir:
+    for batch in args.batch:
+      x = rng.random((batch, lr_h, lr_w, spec.channels), np.float32)
+      ref = None
+      if net is not None:
+        ref = np.asarray(inference.forward(params, x[:1], spec, method="conv"))[0]
+      for peer in peers:
+        if net is None:
+          break
+        try:
+          if peer in ("torch", "torch_compile"):
+            for dtype in args.dtype:
+              if dtype == "float16" and kind == "cpu":
+                continue
+              med, comp, y = torch_peer(net, x, dtype, peer == "torch_compile", args.iters, args.warmup)
+              report(f"pytorch {'compile' if peer == 'torch_compile' else 'eager'} (NHWC)", dtype, batch, med, comp,
+                     vs_ours=round(med / ours_ms.get((dtype, batch), ours_ms[(base_dt, batch)]), 3),
+                     max_abs_diff=float(np.abs(y - ref).max()))
+          elif peer in ("onnxruntime", "opencv"):
+            if onnx_path is None:
+              onnx_path = pathlib.Path(tmpdir) / "espcn.onnx"
+              export_onnx(net, lr_h, lr_w, spec.channels, onnx_path)
+            if peer == "onnxruntime":
+              med, comp, y, prov = onnxruntime_peer(onnx_path, x, args.iters, args.warmup)
+              name = f"onnxruntime ({prov.replace('ExecutionProvider', '')})"
+            else:
+              med, comp, y = opencv_peer(onnx_path, x, args.iters, args.warmup)
+              name = "opencv dnn"
+            report(name, "float32", batch, med, comp, vs_ours=round(med / ours_ms[(base_dt, batch)], 3),
+                   max_abs_diff=float(np.abs(y - ref).max()))
+          else:
+            notes.append(f"unknown peer {peer!r}")
+        except ImportError as e:
+          notes.append(f"{peer}: not installed ({e.name}), skipped")
+          print(f"  (skipped) {notes[-1]}", flush=True)
+        except Exception as e:  # pylint: disable=broad-except
+          msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+          notes.append(f"{peer} b{batch}: failed ({type(e).__name__}: {msg})")
+          print(f"  (skipped) {notes[-1]}", flush=True)
+
+  drift = None
+  reduced = [d for d in args.dtype if d != "float32"]
+  if reduced and args.psnr_set != "none":
+    try:
+      scores = psnr_drift(params, spec, ["float32"] + reduced, args.psnr_set, method)
+      drift = {d: round(scores[d] - scores["float32"], 4) for d in reduced}
+      print(f"PSNR on {args.psnr_set} (Y, x{spec.scale}): " + ", ".join(f"{d} {v:.3f} dB" for d, v in scores.items())
+            + " | drift vs float32: " + ", ".join(f"{d} {v:+.4f} dB" for d, v in drift.items()), flush=True)
+    except (ValueError, OSError) as e:
+      notes.append(f"PSNR drift skipped: {e}")
+      print("  (skipped) " + notes[-1], flush=True)
+
+  if args.json:
+    _write_json(args.json, {"device": dev, "resolution": args.resolution, "scale": spec.scale,
+                            "lr_size": [lr_h, lr_w], "gflop_per_frame": round(flops / 1e9, 3),
+                            "jax": jax.__version__, "method": method, "results": results,
+                            "psnr_drift_db": drift, "notes": notes})
+  return 0
+
+
+def run():
+  sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,187 @@
+"""Upscale images, folders and videos with ESPCN.
+
+    python -m espcn_jax.upscale photo.jpg -o photo_x3.png
+    python -m espcn_jax.upscale data/Set5 data/Set14 clip.mp4 -o out/ --scale 3
+    python -m espcn_jax.upscale big.tif -o big_x3.tif --checkpoint runs/x3/best.safetensors --tile 256
+
+Colour pictures: Y through the net, Cb and Cr by bicubic (an RGB net takes RGB); grayscale stays grayscale; alpha is
+upscaled by bicubic and kept. One input file and an output name with an image/video suffix: that file. Otherwise
+OUTPUT is a folder: files keep their names, folders their relative layout (under the folder's name when several
+inputs are given). Inputs are never overwritten; a bad file prints one line naming it, the rest are processed and
+the exit code is 1. No TensorFlow is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import tempfile
+
+import numpy as np
+
+from espcn_jax import images, inference, model, video, weights
+
+_DTYPES = {"float32": None, "bfloat16": "bfloat16", "float16": "float16"}
+
+
+def _parse(argv):
+  p = argparse.ArgumentParser(prog="python -m espcn_jax.upscale", description=__doc__.split("\n\n")[0])
+  p.add_argument("inputs", nargs="+", metavar="INPUT", help="image/video files or folders (searched recursively)")
+  p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+  p.add_argument("--scale", type=int, default=None, help="upscaling factor (default 3, or the checkpoint's)")
+  p.add_argument("--checkpoint", default=None, help="weight file (.safetensors from espcn_jax.weights.save)")
+  p.add_argument("--tile", type=int, default=512, help="largest LR canvas side; bigger pictures are tiled")
+  p.add_argument("--batch", type=int, default=8, help="canvases / video frames per call of the net")
+  p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="compute dtype of the net")
+  p.add_argument("--method", choices=inference.METHODS, default="auto", help="3x3 conv kernel (see inference)")
+  p.add_argument("--quiet", action="store_true", help="no progress bars")
+  return p.parse_args(argv)
+
+
+def _load_net(checkpoint, scale):
+  """Returns (params, spec). Without a checkpoint: the shipped weights, else random ones with a warning."""
+  if checkpoint:
+    params, spec, _ = weights.load(checkpoint)
+    if scale is not None and scale != spec.scale:
+      raise weights.WeightsError(f"{checkpoint}: trained for x{spec.scale}, but --scale {scale} was asked")
+    return params, spec
+  scale = 3 if scale is None else scale
+  try:
+    return weights.pretrained(scale)
+  except weights.WeightsError as e:
+    import jax  # pylint: disable=import-outside-toplevel
+    print(f"warning: {e}\nwarning: using RANDOM weights: the output is NOT super-resolved (give --checkpoint)",
+          file=sys.stderr)
+    spec = model.Spec(scale=scale)
+    return model.init(jax.random.PRNGKey(0), spec), spec
+
+
+def _is_media(path: pathlib.Path) -> bool:
+  return path.suffix.lower() in images.IMAGE_EXTENSIONS or video.is_video(path)
+
+
+def plan_jobs(inputs, output):
+  """[(src, dst)] for every input file; folders are searched recursively and keep their relative names.
+
+  Raises ValueError (one line) for an input that does not exist or a folder without images or videos.
+  """
+  output = pathlib.Path(output)
+  srcs = [pathlib.Path(s) for s in inputs]
+  single_file = len(srcs) == 1 and srcs[0].is_file() and _is_media(output)
+  jobs = []
+  for src in srcs:
+    if single_file:
+      jobs.append((src, output))
+    elif src.is_dir():
+      found = sorted(p for p in src.rglob("*") if p.is_file() and _is_media(p) and not p.name.startswith("."))
+      if not found:
+        raise ValueError(f"{src}: no images or videos in this folder or its subfolders")
+      base = output if len(srcs) == 1 else output / src.resolve().name
+      jobs.extend((p, base / p.relative_to(src)) for p in found)
+    elif src.exists():
+      jobs.append((src, output / src.name))
+    else:
+      raise ValueError(f"{src}: no such file or folder")
+  return jobs
+
+
+def _alpha(path: pathlib.Path):
+  """The alpha channel of `path` as uint8 HxW, or None (images.load_image drops it)."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  with Image.open(path) as img:
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
+      return np.asarray(img.convert("RGBA"), np.uint8)[..., 3].copy()
+  return None
+
+
+def _save_with_alpha(path: pathlib.Path, arr):
+  """Atomic save of uint8 HxWx2 (LA) or HxWx4 (RGBA), which images.save_image does not take."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  fmt = Image.registered_extensions().get(path.suffix.lower())
+  if fmt is None:
+    raise images.ImageError(f"{path}: unknown image format for suffix {path.suffix!r}")
+  if fmt in ("JPEG", "BMP"):
+    return images.save_image(path, arr[..., :-1])  # no alpha in these formats
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+  os.close(fd)
+  try:
+    Image.fromarray(arr, mode="LA" if arr.shape[-1] == 2 else "RGBA").save(tmp, format=fmt)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+  return path
+
+
+def upscale_image_file(up: inference.Upscaler, src: pathlib.Path, dst: pathlib.Path):
+  img = images.load_image(src)
+  try:
+    alpha = _alpha(src)
+  except Exception:  # pylint: disable=broad-except
+    alpha = None  # load_image decoded it; an alpha we cannot read is dropped
+  if alpha is not None:
+    img = np.concatenate([img.reshape(*img.shape[:2], -1), alpha[..., None]], axis=-1)
+  out = up.image(img)
+  if alpha is not None:
+    _save_with_alpha(dst, out)
+  else:
+    images.save_image(dst, out)
+
+
+def main(argv) -> int:
+  args = _parse(argv)
+  try:
+    jobs = plan_jobs(args.inputs, args.output)
+    params, spec = _load_net(args.checkpoint, args.scale)
+  except (ValueError, OSError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  dtype = _DTYPES[args.dtype]
+  if dtype is not None:
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+    dtype = getattr(jnp, dtype)
+  try:
+    up = inference.Upscaler(params, spec, dtype=dtype, method=args.method, tile=args.tile, max_batch=args.batch)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  inputs = {p.resolve() for p, _ in jobs}
+  written: set = set()
+  failed = 0
+  from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+  bar = tqdm(jobs, desc=f"x{spec.scale}", unit="file", disable=args.quiet or len(jobs) < 2)
+  for src, dst in bar:
+    try:
+      if dst.resolve() in inputs:
+        raise ValueError(f"{dst}: refusing to overwrite an input")
+      if dst.resolve() in written:
+        raise ValueError(f"{dst}: two inputs map to this output ({src} would overwrite it)")
+      if not src.is_file():
+        raise ValueError(f"{src}: no such file")
+      if video.is_video(src):
+        if not video.is_video(dst):
+          raise ValueError(f"{dst}: a video ({src.name}) needs a video output name")
+        video.upscale_video(src, dst, up.frames, frames_per_call=up.frames_per_call, progress=not args.quiet)
+      else:
+        if video.is_video(dst):
+          raise ValueError(f"{dst}: an image ({src.name}) needs an image output name")
+        upscale_image_file(up, src, dst)
+      written.add(dst.resolve())
+    except (ValueError, OSError) as e:  # ImageError, VideoError, WeightsError are ValueErrors
+      failed += 1
+      msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+      bar.write(f"error: {msg}", file=sys.stderr)
+  if not args.quiet:
+    print(f"{len(jobs) - failed} of {len(jobs)} file(s) upscaled x{spec.scale} -> {args.output}", file=sys.stderr)
+  return 1 if failed else 0
+
+
+def run():
+  sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+  run()

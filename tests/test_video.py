@@ -1,0 +1,84 @@
+"""video: frames streamed in fixed batches, frame count / rate / audio kept, atomic output, one-line errors."""
+
+import fractions
+import os
+import subprocess
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from espcn_jax import video
+
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _make(path, size="32x24", rate="12", seconds="1", audio=True):
+  cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}"]
+  if audio:
+    cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=8000"]
+  cmd += ["-t", seconds, "-c:v", "libx264", "-pix_fmt", "yuv444p"]
+  cmd += (["-c:a", "aac", "-shortest"] if audio else [])
+  subprocess.run(cmd + [str(path)], check=True)
+  return path
+
+
+def _nearest(r):
+  calls = []
+
+  def fn(batch):
+    calls.append(batch.shape)
+    return batch.repeat(r, axis=1).repeat(r, axis=2)
+
+  return fn, calls
+
+
+def test_exact_fps():
+  assert video.exact_fps(29.97) == fractions.Fraction(30000, 1001)
+  assert video.exact_fps(23.98) == fractions.Fraction(24000, 1001)
+  assert video.exact_fps(25.0) == 25
+  assert video.exact_fps(12.5) == fractions.Fraction(25, 2)
+
+
+def test_upscale_video_keeps_frames_rate_and_audio(tmp_path):
+  src = _make(tmp_path / "in.mp4")
+  fn, calls = _nearest(2)
+  n = video.upscale_video(src, tmp_path / "out" / "x2.mkv", fn, frames_per_call=5, progress=False)
+  assert n == 12
+  assert calls == [(5, 24, 32, 3)] * 3  # the last batch (2 frames) is padded: one shape, one compile
+  meta, frames = video.open_video(tmp_path / "out" / "x2.mkv")
+  got = list(frames)
+  assert len(got) == 12 and got[0].shape == (48, 64, 3)
+  assert meta["fps"] == 12 and meta["has_audio"]
+  _, src_frames = video.open_video(src)
+  first = next(src_frames)
+  src_frames.close()
+  # Content is the frames_fn's (up to lossy re-encoding).
+  assert np.abs(got[0].astype(int) - first.repeat(2, 0).repeat(2, 1).astype(int)).mean() < 8
+  assert sorted(os.listdir(tmp_path / "out")) == ["x2.mkv"]  # no temp file left
+
+
+def test_no_audio_and_odd_sizes(tmp_path):
+  src = _make(tmp_path / "in.mp4", size="15x11", rate="10", audio=False)
+  fn, _ = _nearest(3)
+  assert video.upscale_video(src, tmp_path / "o.mp4", fn, frames_per_call=lambda h, w: 4, progress=False) == 10
+  meta, frames = video.open_video(tmp_path / "o.mp4")
+  assert meta["size"] == (46, 34)  # 45x33 padded to even for 4:2:0
+  assert not meta["has_audio"] and meta["fps"] == 10
+  frames.close()
+
+
+def test_errors_name_the_file(tmp_path):
+  bad = tmp_path / "bad.mp4"
+  bad.write_bytes(b"not a video")
+  with pytest.raises(video.VideoError, match="bad.mp4"):
+    video.open_video(bad)
+  with pytest.raises(video.VideoError, match="no such file"):
+    video.open_video(tmp_path / "missing.mp4")
+  src = _make(tmp_path / "in.mp4", audio=False)
+  fn, _ = _nearest(2)
+  with pytest.raises(video.VideoError, match="overwrite"):
+    video.upscale_video(src, src, fn, progress=False)
+  with pytest.raises(video.VideoError, match="unknown video format"):
+    video.upscale_video(src, tmp_path / "o.gif", fn, progress=False)
+  assert not video.is_video(tmp_path / "a.png") and video.is_video(tmp_path / "a.WebM")
