@@ -1,0 +1,38 @@
+"""Every shipped weight file loads and gives its known PSNR on one Set5 image (so a broken file cannot land)."""
+
+import pathlib
+
+import pytest
+
+from espcn_jax import evaluate, images, weights
+
+# PSNR (dB, Y, crop_border = scale) on Set5 bird.png, measured when the files were added; bicubic beside it.
+KNOWN_BIRD_PSNR = {
+    (2, "t91"): (40.620, 36.806),
+    (3, "t91"): (35.311, 32.572),
+    (3, "t91_relu"): (35.374, 32.572),
+    (3, "t91_bsd200"): (35.386, 32.572),
+    (4, "t91"): (32.305, 30.177),
+}
+
+
+def test_every_shipped_file_is_pinned():
+  assert sorted(weights.available_pretrained()) == sorted(KNOWN_BIRD_PSNR)
+  for path in weights.PRETRAINED_DIR.glob("*.safetensors"):
+    assert path.stat().st_size < 120_000
+
+
+@pytest.mark.parametrize("scale,variant", sorted(KNOWN_BIRD_PSNR))
+def test_shipped_weights_known_psnr(scale, variant):
+  params, spec = weights.pretrained(scale, variant)
+  assert spec.scale == scale and spec.features == (64, 32) and spec.kernel_sizes == (5, 3, 3)
+  assert spec.activation == ("relu" if "relu" in variant or "bsd200" in variant else "tanh")
+  hr = images.load_image(images.builtin_dataset_dir("set5") / "bird.png")
+  got = evaluate.evaluate_image(hr, scale, params=params, spec=spec)
+  want_espcn, want_bicubic = KNOWN_BIRD_PSNR[(scale, variant)]
+  assert got["bicubic"][0] == pytest.approx(want_bicubic, abs=0.005)
+  assert got["espcn"][0] == pytest.approx(want_espcn, abs=0.01)
+
+
+def test_default_variant_is_t91():
+  assert weights.pretrained_path(3) == pathlib.Path(weights.PRETRAINED_DIR) / "espcn_x3_t91.safetensors"
