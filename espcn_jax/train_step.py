@@ -105,7 +105,7 @@ def make_train_step(spec: model.Spec, tx: optax.GradientTransformationExtraArgs,
 
 def make_multi_step(train_step: Callable, num_steps: int, sample_fn: Callable | None = None,
                     batch_sharding: NamedSharding | None = None) -> Callable:
-  """`num_steps` train steps in one `lax.scan` (one dispatch). Metrics come back stacked, shape (num_steps,).
+  """`num_steps` train steps in one program (one dispatch). Metrics come back stacked, shape (num_steps,).
 
   With `sample_fn(data, key) -> hr_BxHxWxC` the batches are drawn on the device from `data` with the key
   `fold_in(state.rng, state.step)`: `multi(state, data)`. Without it, `multi(state, hr_KxBxHxWxC)` consumes
@@ -117,17 +117,26 @@ def make_multi_step(train_step: Callable, num_steps: int, sample_fn: Callable | 
   def constrain(hr):
     return hr if batch_sharding is None else jax.lax.with_sharding_constraint(hr, batch_sharding)
 
+  # A Python loop, i.e. unrolled: on XLA:CPU a `lax.scan` (while loop) around the convolutions' backward pass is
+  # ~10x slower than the same steps unrolled (measured with jax 0.10 on 2 cores).
+  def run(state, batches):
+    losses = []
+    for hr in batches:
+      state, metrics = train_step(state, constrain(hr))
+      losses.append(metrics["loss"])
+    return state, {"loss": jnp.stack(losses)}
+
   if sample_fn is not None:
     def multi(state, data):
-      def body(s, _):
-        key = jax.random.fold_in(jax.random.wrap_key_data(s.rng), s.step)
-        return train_step(s, constrain(sample_fn(data, key)))
-      return jax.lax.scan(body, state, None, length=num_steps)
+      def draws(s):
+        for i in range(num_steps):
+          yield sample_fn(data, jax.random.fold_in(jax.random.wrap_key_data(s.rng), s.step + i))
+      return run(state, draws(state))
   else:
     def multi(state, hr_KxBxHxWxC):
-      def body(s, hr):
-        return train_step(s, constrain(hr))
-      return jax.lax.scan(body, state, hr_KxBxHxWxC)
+      if hr_KxBxHxWxC.shape[0] != num_steps:
+        raise ValueError(f"expected {num_steps} stacked batches, got {hr_KxBxHxWxC.shape[0]}")
+      return run(state, (hr_KxBxHxWxC[i] for i in range(num_steps)))
   return multi
 
 

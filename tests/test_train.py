@@ -1,0 +1,95 @@
+"""Tests of espcn_jax.train: flags, the smoke run, exact resume, and the clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from espcn_jax import checkpointing, train, weights
+
+SMOKE = ["--config", "configs/smoke.py", "--config.data.val=set5"]
+
+
+def _run(workdir, *extra):
+  return train.main(SMOKE + ["--workdir", str(workdir), *extra])
+
+
+def test_parse_args_overrides():
+  cfg, wd = train.parse_args(["--config", "configs/smoke.py", "--workdir", "/tmp/x", "--config.batch_size=16",
+                              "--config.optim.learning_rate", "0.003", "--config.model.features=(8, 4)",
+                              "--config.data.augment=True", "--config.data.train=t91+bsd200"])
+  assert wd == "/tmp/x" and cfg["batch_size"] == 16 and cfg["optim"]["learning_rate"] == 0.003
+  assert cfg["model"]["features"] == (8, 4) and cfg["data"]["augment"] is True
+  assert cfg["data"]["train"] == "t91+bsd200"
+  default, wd = train.parse_args([])
+  assert wd is None and default["scale"] == 3 and default["model"]["activation"] == "tanh"
+  assert default["data"]["train"] == "t91" and default["data"]["val"] == "set5"
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--config.nope=1"], "unknown config field"),
+    (["--config.batch_size=abc"], "not a valid int"),
+    (["--config.batch_size=1.5"], "expected a int"),
+    (["--bogus"], "unknown argument"),
+    (["--config", "missing.py"], "no such config file"),
+])
+def test_parse_args_errors(argv, match):
+  with pytest.raises(train.TrainError, match=match):
+    train.parse_args(argv)
+
+
+def test_smoke_run_and_exact_resume(tmp_path):
+  assert _run(tmp_path / "full", "--config.num_epochs=2") == 0
+  assert _run(tmp_path / "split", "--config.num_epochs=1") == 0
+  assert _run(tmp_path / "split", "--config.num_epochs=2") == 0  # resumes at epoch 1
+  rows = [json.loads(r) for r in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+  rows2 = [json.loads(r) for r in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in rows] == [4, 8] and [r["step"] for r in rows2] == [4, 8]
+  assert {"train_loss", "val_psnr", "val_bicubic_psnr", "learning_rate"} <= set(rows[0])
+  assert rows[1]["train_loss"] == pytest.approx(rows2[1]["train_loss"], rel=1e-6)
+  assert rows[1]["val_psnr"] == pytest.approx(rows2[1]["val_psnr"], abs=1e-6)
+  full = checkpointing.Checkpointer(tmp_path / "full")
+  split = checkpointing.Checkpointer(tmp_path / "split")
+  assert full.latest_step() == split.latest_step() == 8
+  params, spec, meta = weights.load(tmp_path / "full" / "best.safetensors")
+  assert spec.features == (16, 8) and meta["val_psnr"] == max(r["val_psnr"] for r in rows)
+  a, _ = full.restore(_abstract(tmp_path / "full"))
+  b, _ = split.restore(_abstract(tmp_path / "full"))
+  for layer in a.params:
+    np.testing.assert_allclose(a.params[layer]["kernel"], b.params[layer]["kernel"], rtol=1e-6, atol=1e-8)
+  np.testing.assert_array_equal(a.rng, b.rng)
+
+
+def _abstract(workdir):
+  import jax
+  from espcn_jax import model, optim, train_step as ts
+  spec = model.Spec(features=(16, 8))
+  return ts.create_state(jax.random.PRNGKey(0), spec, optim.make(model.init(jax.random.PRNGKey(0), spec),
+                                                                   steps_per_epoch=4))
+
+
+def test_incompatible_workdir_is_refused_untouched(tmp_path, capsys):
+  assert _run(tmp_path, "--config.num_epochs=1") == 0
+  before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+  assert _run(tmp_path, "--config.num_epochs=2", "--config.model.features=(8, 8)") == 1
+  assert "another model" in capsys.readouterr().err
+  assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+
+
+def test_nan_loss_is_an_error_and_keeps_the_last_checkpoint(tmp_path, capsys):
+  assert _run(tmp_path, "--config.num_epochs=1") == 0
+  # Resume with a huge lr: the loss overflows in epoch 2.
+  code = _run(tmp_path, "--config.num_epochs=3", "--config.optim.learning_rate=1e30",
+              "--config.optim.min_learning_rate=1e28")
+  err = capsys.readouterr().err
+  assert code == 1 and "loss became" in err and "step 4" in err
+  assert checkpointing.Checkpointer(tmp_path).latest_step() == 4
+
+
+def test_missing_or_empty_data_dir(tmp_path, capsys):
+  (tmp_path / "empty").mkdir()
+  assert _run(tmp_path / "wd", f"--config.data.train={tmp_path / 'empty'}") == 1
+  assert "no images" in capsys.readouterr().err
+  assert _run(tmp_path / "wd", f"--config.data.train={tmp_path / 'missing'}") == 1
+  assert "no such folder" in capsys.readouterr().err
+  assert not (tmp_path / "wd").exists()

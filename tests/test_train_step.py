@@ -1,0 +1,125 @@
+"""Tests of espcn_jax.train_step: the pure step learns, k-step calls equal k single steps, 4 devices equal 1."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from espcn_jax import image_ops, model, optim
+from espcn_jax import train_step as ts
+
+SPEC = model.Spec(scale=2, features=(8, 4))
+
+
+def _setup(lr=3e-3):
+  params = model.init(jax.random.PRNGKey(0), SPEC)
+  tx = optim.make(params, learning_rate=lr, min_learning_rate=lr / 100, steps_per_epoch=5)
+  state = ts.create_state(jax.random.PRNGKey(1), SPEC, tx)
+  step = ts.make_train_step(SPEC, tx, degrade_fn=ts.make_degrade(2))
+  return state, step
+
+
+def _smooth_batch(b=4, size=16):
+  yy, xx = np.mgrid[:size, :size] / size
+  imgs = [0.5 + 0.4 * np.sin(3 * (i + 1) * yy + 2 * xx + i) for i in range(b)]
+  return jnp.asarray(np.stack(imgs)[..., None], jnp.float32)
+
+
+def test_loss_decreases_on_a_tiny_problem():
+  state, step = _setup()
+  step = jax.jit(step)
+  hr = _smooth_batch()
+  losses = []
+  for _ in range(40):
+    state, m = step(state, hr)
+    losses.append(float(m["loss"]))
+  assert int(state.step) == 40
+  assert losses[-1] < 0.2 * losses[0]
+
+
+def test_degrade_is_image_ops_bicubic():
+  hr = _smooth_batch()
+  np.testing.assert_allclose(ts.make_degrade(2)(hr), image_ops.degrade(hr, 2), atol=1e-6)
+  assert ts.make_degrade(2)(hr).shape == (4, 8, 8, 1)
+
+
+def test_to_model_input():
+  u8 = jnp.full((1, 4, 4, 1), 255, jnp.uint8)
+  np.testing.assert_allclose(ts.to_model_input(u8, 1), 1.0)
+  rgb = jnp.ones((1, 4, 4, 3), jnp.float32)
+  np.testing.assert_allclose(ts.to_model_input(rgb, 1), 235 / 255, atol=1e-5)  # MATLAB Y of white
+  with pytest.raises(ValueError, match="channels"):
+    ts.to_model_input(jnp.ones((1, 4, 4, 2)), 1)
+
+
+def test_multi_step_equals_single_steps_with_sampler():
+  state, step = _setup()
+  data = {"img": _smooth_batch(8)}
+
+  def sample(d, key):
+    return d["img"][jax.random.permutation(key, 8)[:4]]
+
+  multi = jax.jit(ts.make_multi_step(step, 3, sample))
+  s3, m3 = multi(state, data)
+  one = jax.jit(ts.make_multi_step(step, 1, sample))
+  s1, losses = state, []
+  for _ in range(3):
+    s1, m = one(s1, data)
+    losses.append(float(m["loss"][0]))
+  np.testing.assert_allclose(m3["loss"], losses, rtol=1e-5)
+  np.testing.assert_allclose(s3.params["conv1"]["kernel"], s1.params["conv1"]["kernel"], rtol=1e-5, atol=1e-7)
+  assert int(s3.step) == 3
+
+
+def test_psnr_y():
+  a = np.zeros((10, 10, 1))
+  assert ts.psnr_y(a, a + 1 / 255, crop_border=2) == pytest.approx(48.1308, abs=1e-3)
+
+
+_DEVICES_SCRIPT = textwrap.dedent("""
+  import sys, jax, numpy as np
+  from espcn_jax import model, optim, train_step as ts
+  spec = model.Spec(scale=2, features=(8, 4))
+  params = model.init(jax.random.PRNGKey(0), spec)
+  tx = optim.make(params, learning_rate=3e-3, min_learning_rate=3e-5, steps_per_epoch=5)
+  mesh = ts.make_mesh()
+  state = ts.put_replicated(ts.create_state(jax.random.PRNGKey(1), spec, tx), mesh)
+  step = ts.make_train_step(spec, tx, degrade_fn=ts.make_degrade(2))
+  rng = np.random.default_rng(0)
+  batches = rng.integers(0, 256, (2, 3, 8, 16, 16, 1)).astype(np.uint8)  # 2 calls of 3 steps, global batch 8
+  multi = ts.jit_multi_step(ts.make_multi_step(step, 3, None, ts.batch_sharding(mesh)), mesh, with_batch=True)
+  for b in batches:
+    state, m = multi(state, ts.put_batch(b, mesh))
+  print(len(jax.devices()), m["loss"].sharding.is_fully_replicated)
+  np.save(sys.argv[1], np.asarray(state.params["conv2"]["kernel"]))
+""")
+
+
+def _run_devices(n, tmp_path):
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}", JAX_PLATFORMS="cpu")
+  out = tmp_path / f"p{n}.npy"
+  r = subprocess.run([sys.executable, "-c", _DEVICES_SCRIPT, str(out)], env=env, capture_output=True, text=True,
+                     timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert r.stdout.split()[0] == str(n)
+  return np.load(out)
+
+
+def test_four_devices_equal_one_device(tmp_path):
+  p1 = _run_devices(1, tmp_path)
+  p4 = _run_devices(4, tmp_path)
+  np.testing.assert_allclose(p4, p1, rtol=1e-4, atol=1e-6)
+  assert not np.allclose(p1, 0)
+
+
+@pytest.mark.slow
+def test_two_processes_train_in_lockstep():
+  root = os.path.dirname(os.path.dirname(__file__))
+  r = subprocess.run([sys.executable, os.path.join(root, "scripts", "distributed_cpu_check.py")], cwd=root,
+                     capture_output=True, text=True, timeout=900, env=dict(os.environ, PYTHONPATH=root))
+  assert r.returncode == 0 and "OK" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
