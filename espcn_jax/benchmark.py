@@ -6,7 +6,7 @@ The resolution is the OUTPUT frame (1080p at x3: a 640x360 LR input, one luma ch
 compile time, ms/frame and frames/s (median of --iters timed calls after --warmup, block_until_ready), achieved
 GFLOP/s (`model.flops_per_lr_pixel`) and, where the device's peak is known, the fraction of it. In the same run:
 our JAX bicubic `imresize`, and the same net with the same weights in PyTorch (channels_last, eager and
-torch.compile), OpenCV dnn and onnxruntime (an ONNX file exported from the PyTorch net) when installed, each
+torch.compile), OpenCV dnn and onnxruntime (the file `python -m espcn_jax.export` writes) when installed, each
 reported as a ratio to ours. Then the PSNR drift of reduced precision vs float32 on Set5 (Y, crop_border = scale).
 
 Imports only jax, numpy, pillow and espcn_jax (no TensorFlow), so it runs on bare accelerator boxes.
@@ -23,7 +23,6 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 
 import numpy as np
 
@@ -209,14 +208,11 @@ def torch_peer(net, x_nhwc, dtype: str, compiled: bool, iters: int, warmup: int)
   return med, compile_s, y[0].float().cpu().numpy().transpose(1, 2, 0)
 
 
-def export_onnx(net, lr_h, lr_w, channels, path):
-  import torch  # pylint: disable=import-outside-toplevel
-  x = torch.zeros(1, channels, lr_h, lr_w)
-  kwargs = {"dynamo": False} if "dynamo" in torch.onnx.export.__code__.co_varnames else {}
-  with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
-    warnings.simplefilter("ignore", DeprecationWarning)
-    torch.onnx.export(net.cpu().float(), x, str(path), input_names=["lr"], output_names=["hr"], opset_version=17,
-                      dynamic_axes={"lr": {0: "batch"}, "hr": {0: "batch"}}, **kwargs)
+def export_onnx(params, spec, path):
+  """The project's own ONNX export (`python -m espcn_jax.export`: DepthToSpace DCR, dynamic sizes), as deployed."""
+  import onnx  # pylint: disable=import-outside-toplevel
+  from espcn_jax import export  # pylint: disable=import-outside-toplevel  (imports no TensorFlow)
+  onnx.save(export.onnx_model(params, spec), str(path))
 
 
 def onnxruntime_peer(path, x_nhwc, iters: int, warmup: int):
@@ -330,22 +326,20 @@ def main(argv) -> int:
   peers = [] if args.peers == "none" else [p.strip() for p in args.peers.split(",") if p.strip()]
   rng = np.random.default_rng(0)
   net = None
-  if any(p.startswith("torch") for p in peers) or {"opencv", "onnxruntime"} & set(peers):
+  if any(p.startswith("torch") for p in peers):
     try:
       net = torch_net(params, spec)
     except ImportError:
-      notes.append("torch not installed: PyTorch, OpenCV dnn and onnxruntime peers skipped (ONNX comes from torch)")
+      notes.append("torch not installed: PyTorch peers skipped")
       print("  (skipped) " + notes[-1], flush=True)
   onnx_path = None
   with tempfile.TemporaryDirectory() as tmpdir:
     for batch in args.batch:
       x = rng.random((batch, lr_h, lr_w, spec.channels), np.float32)
-      ref = None
-      if net is not None:
-        ref = np.asarray(inference.forward(params, x[:1], spec, method="conv"))[0]
+      ref = np.asarray(inference.forward(params, x[:1], spec, method="conv"))[0] if peers else None
       for peer in peers:
-        if net is None:
-          break
+        if peer.startswith("torch") and net is None:
+          continue
         try:
           if peer in ("torch", "torch_compile"):
             for dtype in args.dtype:
@@ -358,7 +352,7 @@ def main(argv) -> int:
           elif peer in ("onnxruntime", "opencv"):
             if onnx_path is None:
               onnx_path = pathlib.Path(tmpdir) / "espcn.onnx"
-              export_onnx(net, lr_h, lr_w, spec.channels, onnx_path)
+              export_onnx(params, spec, onnx_path)
             if peer == "onnxruntime":
               med, comp, y, prov = onnxruntime_peer(onnx_path, x, args.iters, args.warmup)
               name = f"onnxruntime ({prov.replace('ExecutionProvider', '')})"

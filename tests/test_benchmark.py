@@ -46,13 +46,15 @@ def test_torch_peer_is_the_same_net(channels):
   np.testing.assert_allclose(y, want[0], atol=1e-5)
 
 
-def test_onnx_peers_are_the_same_net(tmp_path):
-  pytest.importorskip("torch")
-  spec = model.Spec(scale=2)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_onnx_peers_are_the_same_net(tmp_path, channels):
+  """onnxruntime and OpenCV run the project's own ONNX export (no PyTorch needed) and give our output."""
+  pytest.importorskip("onnx")
+  spec = model.Spec(scale=2, channels=channels)
   params = _params(spec)
-  x = np.random.default_rng(1).random((1, 10, 12, 1), np.float32)
+  x = np.random.default_rng(1).random((1, 10, 12, channels), np.float32)
   want = np.asarray(inference.forward(params, x, spec, method="conv"))[0]
-  benchmark.export_onnx(benchmark.torch_net(params, spec), 10, 12, 1, tmp_path / "n.onnx")
+  benchmark.export_onnx(params, spec, tmp_path / "n.onnx")
   pytest.importorskip("onnxruntime")
   _, _, y, _ = benchmark.onnxruntime_peer(tmp_path / "n.onnx", x, iters=1, warmup=0)
   np.testing.assert_allclose(y, want, atol=1e-5)
