@@ -90,7 +90,8 @@ def layer_shapes(spec: Spec) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]
 def init(rng, spec: Spec):
   """Random params for `spec`: fan-in variance-scaling truncated-normal kernels (Flax's `lecun_normal`), zero biases.
 
-  Drawn with numpy from the JAX key's bits: no XLA compilation, so it is instant on any machine.
+  Drawn with numpy from the JAX key's bits: no XLA compilation, so it is instant on any machine (and not traceable:
+  call it outside `jax.jit`; `layer_shapes(spec)` gives the shapes without drawing anything).
   """
   gen = np.random.default_rng(np.asarray(jax.random.key_data(rng)).ravel().tolist())
   params = {}
