@@ -160,3 +160,15 @@ def test_bad_arguments():
     inference.Upscaler(PARAMS, SPEC, tile=8)
   with pytest.raises(ValueError, match="channel"):
     inference.Upscaler(PARAMS, SPEC).network(np.zeros((8, 8, 3), np.float32))
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_shifted_fma_conv_equals_convolution(k):
+  rng = np.random.default_rng(k)
+  x = rng.random((2, 9, 13, 1), np.float32)
+  kern = rng.normal(size=(k, k, 1, 6)).astype(np.float32)
+  bias = rng.normal(size=(6,)).astype(np.float32)
+  want = jax.lax.conv_general_dilated(x, kern, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                      precision=jax.lax.Precision.HIGHEST) + bias
+  np.testing.assert_allclose(inference.shifted_fma_conv(x, kern, bias), want, atol=1e-5)
+  assert not np.allclose(inference.shifted_fma_conv(x, kern[::-1], bias), want, atol=1e-3)  # orientation matters
