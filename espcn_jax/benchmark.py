@@ -40,7 +40,7 @@ def _parse(argv):
   p.add_argument("--scale", type=int, default=3)
   p.add_argument("--batch", type=int, nargs="+", default=[1], help="frames per call (one or more)")
   p.add_argument("--dtype", choices=DTYPES, nargs="+", default=["float32"], help="compute dtype(s) of our net")
-  p.add_argument("--method", default="auto", help="our 3x3 conv kernel: auto, conv or winograd")
+  p.add_argument("--method", default="auto", help="our kernels: auto, conv, winograd or native (see espcn_jax.inference)")
   p.add_argument("--iters", type=int, default=10, help="timed calls per measurement")
   p.add_argument("--warmup", type=int, default=2, help="untimed calls after compiling")
   p.add_argument("--checkpoint", default=None, help="weights (default: shipped, else random: fine for speed)")
@@ -86,6 +86,11 @@ def cpu_peak_gflops() -> float | None:
     return None
   lanes = 16 if " avx512f" in flags else 8
   return len(os.sched_getaffinity(0)) * (sum(mhz) / len(mhz)) / 1e3 * lanes * 2 * 2
+
+
+def native_isa() -> str:
+  from espcn_jax import native  # pylint: disable=import-outside-toplevel
+  return native.isa() or "unavailable"
 
 
 def device_info():
@@ -285,6 +290,8 @@ def main(argv) -> int:
   flops = inference.network_flops(spec, lr_h, lr_w)
   dev, kind = device_info()
   method = inference.resolve_method(args.method)
+  if method == "native":
+    method = f"native-{native_isa()}"
   print(f"{dev} | jax {jax.__version__} | {args.resolution} x{spec.scale}: LR {lr_w}x{lr_h} -> {out_w}x{out_h} | "
         f"{flops / 1e9:.2f} GFLOP/frame | ours: {method} | {wnote}", flush=True)
   results, notes = [], [wnote]
@@ -309,10 +316,11 @@ def main(argv) -> int:
   x_by_batch = {}
   for batch in args.batch:
     for dtype in args.dtype:
-      med, comp, y0 = ours(params, spec, lr_h, lr_w, dtype, batch, method, args.iters, args.warmup)
+      m = inference.resolve_method(args.method, None if dtype == "float32" else dtype)
+      med, comp, y0 = ours(params, spec, lr_h, lr_w, dtype, batch, m, args.iters, args.warmup)
       pk = peak_tflops(kind, dtype)
       frac = None if pk is None else (flops * batch / med) / (pk * 1e12)
-      report(f"espcn-jax[{method}]", dtype, batch, med, comp, frac_peak=None if frac is None else round(frac, 4))
+      report(f"espcn-jax[{m}]", dtype, batch, med, comp, frac_peak=None if frac is None else round(frac, 4))
       ours_ms[(dtype, batch)] = med
       if dtype == "float32":
         x_by_batch[batch] = y0
@@ -375,7 +383,7 @@ def main(argv) -> int:
   reduced = [d for d in args.dtype if d != "float32"]
   if reduced and args.psnr_set != "none":
     try:
-      scores = psnr_drift(params, spec, ["float32"] + reduced, args.psnr_set, method)
+      scores = psnr_drift(params, spec, ["float32"] + reduced, args.psnr_set, args.method)
       drift = {d: round(scores[d] - scores["float32"], 4) for d in reduced}
       print(f"PSNR on {args.psnr_set} (Y, x{spec.scale}): " + ", ".join(f"{d} {v:.3f} dB" for d, v in scores.items())
             + " | drift vs float32: " + ", ".join(f"{d} {v:+.4f} dB" for d, v in drift.items()), flush=True)

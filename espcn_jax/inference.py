@@ -20,10 +20,14 @@ Methods of the 3x3 layers (the 5x5 first layer, 7% of the work, is a plain convo
                (jax 0.10) ~2.5x SLOWER than "conv" for 1080p x3: the input transform (36 strided slices combined)
                is emitted as fusions that recompute shared terms and are memory bound (665 ms of 1578 ms for the
                64->32 layer), and the batched dot runs at ~1/2 the rate of one large dot. Kept for measurement.
-  "auto":      "conv"; and on the CPU a layer with ONE input channel (the luma net's 5x5 first layer) is computed
-               as k*k shifted multiply-adds that XLA fuses into one loop: XLA:CPU's convolution with one input
-               channel runs at ~11 GFLOP/s (66 ms of a ~190 ms 1080p x3 frame), the fused form takes ~41 ms, and
-               the whole frame gets 7-17% faster (measured side by side, 2026-11-23, 2-core AMD EPYC).
+  "native":    the whole net as one fused C++ kernel called through the XLA FFI (`espcn_jax.native`): CPU and
+               float32 only, built at first use with the system's C++ compiler. All layers run row by row in
+               cache, vectorised for the CPU (AVX-512 / AVX2) on all cores: 2.3-3.7x faster than "conv" for
+               1080p x3 on a 2-core AMD EPYC (BENCHMARKS.md).
+  "auto":      "native" on the CPU in float32 when it builds; otherwise "conv", where on the CPU a layer with ONE
+               input channel (the luma net's 5x5 first layer) is computed as k*k shifted multiply-adds that XLA
+               fuses into one loop (XLA:CPU's convolution with one input channel runs at ~11 GFLOP/s; the fused
+               form made a 1080p x3 frame 7-17% faster on an AVX2 CPU).
 """
 
 from __future__ import annotations
@@ -35,9 +39,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from espcn_jax import image_ops, model, ps
+from espcn_jax import image_ops, model, native, ps
 
-METHODS = ("auto", "conv", "winograd")
+METHODS = ("auto", "conv", "winograd", "native")
 
 
 def receptive_radius(spec: model.Spec) -> int:
@@ -45,11 +49,15 @@ def receptive_radius(spec: model.Spec) -> int:
   return int(sum(k // 2 for k in spec.kernel_sizes))
 
 
-def resolve_method(method: str) -> str:
+def resolve_method(method: str, dtype=None) -> str:
+  """The method "auto" stands for with this compute dtype on the default backend (see the module's docstring)."""
   if method not in METHODS:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+  float32 = dtype is None or jnp.dtype(dtype) == jnp.float32
+  if method == "native" and not float32:
+    raise ValueError(f"method 'native' computes in float32 only, got dtype {jnp.dtype(dtype).name}")
   if method == "auto":
-    return "conv"
+    return "native" if float32 and jax.default_backend() == "cpu" and native.available() else "conv"
   return method
 
 
@@ -141,7 +149,9 @@ def forward(params, lr_BxHxWxC, spec: model.Spec, *, valid_Bx4=None, dtype=None,
   its valid rectangle, exactly what the net gives the rectangle's pixels alone (SAME zero padding at its edges).
   """
   fma_one_channel = method == "auto" and jax.default_backend() == "cpu"
-  method = resolve_method(method)
+  method = resolve_method(method, dtype)
+  if method == "native":
+    return native.forward(params, lr_BxHxWxC, spec, valid_Bx4=valid_Bx4)
   act = model.ACTIVATIONS[spec.activation]
   x = jnp.asarray(lr_BxHxWxC, jnp.float32)
   b, h, w, _ = x.shape

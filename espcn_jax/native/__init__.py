@@ -1,0 +1,170 @@
+"""A fused ESPCN forward pass for the CPU in C++, called from jitted JAX code through the XLA FFI.
+
+    from espcn_jax import native
+    if native.available():                                    # builds it on first use (a C++17 compiler is needed)
+      hr_BxrHxrWxC = native.forward(params, lr_BxHxWxC, spec)  # = inference.forward, jit-able, CPU only
+
+Why: XLA:CPU runs this net's convolutions layer by layer through Eigen, with every 64-channel activation of a frame
+going to memory and back, and uses ~1.4 of 2 cores. The kernel (espcn_cpu_kernel.cc) computes all layers row by row
+in cache, vectorised for the CPU it was built on, with one thread per band of rows. Same maths as
+`inference.forward` to float32 rounding (tanh: a rational approximation with max error ~1e-7).
+
+The library is compiled at first use with the system's C++ compiler (`$CXX`, else g++, else c++) and `-march=native`
+against the XLA FFI headers that jaxlib ships, into `$ESPCN_JAX_CACHE` (default ~/.cache/espcn_jax/native), keyed by
+the sources, the jaxlib version, the compiler and the CPU model; the build is written to a temporary file and
+renamed, so parallel first uses are safe. No compiler, a failed build or a non-x86/ARM CPU: `available()` is False
+(the reason is in `unavailable_reason()`), and callers use the XLA path. ESPCN_JAX_NATIVE=0 turns it off.
+ESPCN_JAX_THREADS sets the thread count (default: the CPUs this process may run on).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_HERE = pathlib.Path(__file__).resolve().parent
+SOURCES = ("espcn_cpu_kernel.cc", "espcn_cpu_ffi.cc")
+HEADERS = ("espcn_cpu_kernel.h",)
+TARGET = "espcn_forward_cpu"
+ACTIVATION_CODES = {"linear": 0, "tanh": 1, "relu": 2}
+
+_state: dict = {}
+
+
+def _compiler() -> str | None:
+  for c in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+    if c and shutil.which(c):
+      return shutil.which(c)
+  return None
+
+
+def _cpu_fingerprint() -> str:
+  """The CPU model and flags (-march=native code must not run on another CPU sharing the cache directory)."""
+  try:
+    text = pathlib.Path("/proc/cpuinfo").read_text()
+    lines = [l for l in text.splitlines() if l.startswith(("model name", "flags", "Features", "CPU part"))]
+    return "\n".join(sorted(set(lines)))
+  except OSError:
+    return platform.processor() + platform.machine()
+
+
+def cache_dir() -> pathlib.Path:
+  return pathlib.Path(os.environ.get("ESPCN_JAX_CACHE", pathlib.Path.home() / ".cache" / "espcn_jax")) / "native"
+
+
+def build(force: bool = False) -> pathlib.Path:
+  """Compiles the library (once per sources/jaxlib/compiler/CPU) and returns its path; raises RuntimeError."""
+  cxx = _compiler()
+  if cxx is None:
+    raise RuntimeError("no C++ compiler found (set $CXX or install g++)")
+  import jaxlib
+  h = hashlib.sha256()
+  for name in SOURCES + HEADERS:
+    h.update((_HERE / name).read_bytes())
+  h.update(f"{jaxlib.__version__}|{cxx}|{_cpu_fingerprint()}".encode())
+  out = cache_dir() / f"libespcn_cpu_{h.hexdigest()[:16]}.so"
+  if out.exists() and not force:
+    return out
+  out.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+  os.close(fd)
+  cmd = [cxx, "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread",
+         "-isystem", jax.ffi.include_dir(), *[str(_HERE / s) for s in SOURCES], "-o", tmp]
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+      last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+      raise RuntimeError(f"building the CPU kernel failed ({' '.join(cmd[:3])} ...): {last}")
+    os.replace(tmp, out)
+  finally:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+  return out
+
+
+def _load():
+  if "lib" in _state or "error" in _state:
+    return _state.get("lib")
+  try:
+    if os.environ.get("ESPCN_JAX_NATIVE", "1") == "0":
+      raise RuntimeError("turned off by ESPCN_JAX_NATIVE=0")
+    if platform.machine().lower() not in ("x86_64", "amd64", "aarch64", "arm64"):
+      raise RuntimeError(f"untested CPU architecture {platform.machine()}")
+    lib = ctypes.CDLL(str(build()))
+    jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.EspcnForward), platform="cpu")
+    lib.espcn_isa.restype = ctypes.c_char_p
+    _state["lib"] = lib
+    _state["isa"] = lib.espcn_isa().decode()
+  except (RuntimeError, OSError, AttributeError) as e:
+    _state["error"] = str(e)
+  return _state.get("lib")
+
+
+def available() -> bool:
+  """True when the kernel is built (or builds now) and loads; False otherwise (see `unavailable_reason`)."""
+  return _load() is not None
+
+
+def unavailable_reason() -> str | None:
+  _load()
+  return _state.get("error")
+
+
+def isa() -> str | None:
+  """The vector instruction set the library was built for: "avx512", "avx2", "generic" (None if unavailable)."""
+  _load()
+  return _state.get("isa")
+
+
+def num_threads() -> int:
+  env = os.environ.get("ESPCN_JAX_THREADS")
+  if env:
+    return max(1, int(env))
+  try:
+    return max(1, len(os.sched_getaffinity(0)))
+  except AttributeError:
+    return max(1, os.cpu_count() or 1)
+
+
+def pack_params(params, spec):
+  """All layers' weights in one float32 vector, as the kernel reads them: per layer the HWIO kernel, then the bias."""
+  parts = []
+  for i in range(spec.num_layers):
+    p = params[f"conv{i + 1}"]
+    parts += [jnp.asarray(p["kernel"], jnp.float32).reshape(-1), jnp.asarray(p["bias"], jnp.float32).reshape(-1)]
+  return jnp.concatenate(parts)
+
+
+def forward(params, lr_BxHxWxC, spec, *, valid_Bx4=None, threads: int | None = None):
+  """LR canvases (B, H, W, C) float32 -> HR (B, rH, rW, C) float32, as `inference.forward` (float32). CPU only.
+
+  `valid_Bx4` (y0, y1, x0, x1) per canvas: the input and hidden activations are zero outside it (exact padding);
+  None = the whole canvas.
+  """
+  if not available():
+    raise RuntimeError(f"the native CPU kernel is unavailable: {unavailable_reason()}")
+  x = jnp.asarray(lr_BxHxWxC, jnp.float32)
+  b, h, w, c = x.shape
+  if c != spec.channels:
+    raise ValueError(f"the net takes {spec.channels} channel(s), got shape {x.shape}")
+  if valid_Bx4 is None:
+    valid_Bx4 = jnp.broadcast_to(jnp.asarray([0, h, 0, w], jnp.int32), (b, 4))
+  valid = jnp.clip(jnp.asarray(valid_Bx4, jnp.int32), 0, jnp.asarray([h, h, w, w], jnp.int32))
+  r = spec.scale
+  channels = [spec.channels, *spec.features, spec.channels * r * r]
+  call = jax.ffi.ffi_call(TARGET, jax.ShapeDtypeStruct((b, h * r, w * r, c), jnp.float32),
+                          vmap_method="sequential")
+  return call(x, valid, pack_params(params, spec),
+              kernel_sizes=np.asarray(spec.kernel_sizes, np.int64), channels=np.asarray(channels, np.int64),
+              activation=np.int64(ACTIVATION_CODES[spec.activation]), scale=np.int64(r),
+              num_threads=np.int64(threads or num_threads()))

@@ -1,0 +1,325 @@
+// ESPCN forward pass on the CPU: every layer fused, row by row, in cache. Built on the user's machine at first use
+// by espcn_jax/native (g++ -O3 -march=native), so the vectors are as wide as the CPU's: 16 floats with AVX-512,
+// 8 with AVX2, 4 otherwise.
+//
+// The net: L convolutions (odd k x k, SAME zero padding, NHWC), an activation after every layer but the last, and
+// the periodic shuffle (depth-to-space, "DCR": channel (i*r + j)*C + c -> pixel (r*y + i, r*x + j), colour c) on
+// the last. `valid` (y0, y1, x0, x1) per image zeroes the input and every hidden activation outside that rectangle,
+// exactly as espcn_jax.inference.forward does (exact bucket padding and tiles).
+//
+// Schedule: each thread owns a band of output rows of one image. A layer's output row is computed when the next
+// layer first needs it (demand-driven), into a ring of k_next rows, so each activation row is computed once per
+// band and all live data (a few rows per layer) stays in L1/L2. Rows are channel-planar; a row is computed in
+// blocks of NO output channels x NP vectors of VL pixels held in registers (direct convolution, HWIO weights
+// broadcast), so every vector lane does useful work whatever the channel counts (9 outputs at x3 included).
+//
+// Plain C++ with GCC/Clang vector extensions (no intrinsics): the same source vectorises for each -m flag set.
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "espcn_cpu_kernel.h"
+
+#if defined(__AVX512F__)
+#define ESPCN_VL 16
+#define ESPCN_ACC 24  // of 32 zmm registers
+#define ESPCN_ISA "avx512"
+#elif defined(__AVX2__)
+#define ESPCN_VL 8
+#define ESPCN_ACC 12  // of 16 ymm registers
+#define ESPCN_ISA "avx2"
+#else
+#define ESPCN_VL 4
+#define ESPCN_ACC 12
+#define ESPCN_ISA "generic"
+#endif
+
+namespace {
+
+constexpr int VL = ESPCN_VL;      // floats per vector register
+constexpr int ACC = ESPCN_ACC;    // accumulator registers per block (of 32 zmm / 16 ymm)
+typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+
+inline vf loadu(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void storeu(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+
+// tanh as a clamped odd rational function (13/6), max abs error ~1e-7 on float32 (the form XLA/Eigen use).
+inline vf vtanh(vf x) {
+  const float kClamp = 7.90531110763549805f;
+  vf c = x;
+  c = c > kClamp ? (vf){} + kClamp : c;
+  c = c < -kClamp ? (vf){} - kClamp : c;
+  vf x2 = c * c;
+  vf p = (vf){} + -2.76076847742355e-16f;
+  p = p * x2 + 2.00018790482477e-13f;
+  p = p * x2 + -8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  p = p * c;
+  vf q = (vf){} + 1.19825839466702e-06f;
+  q = q * x2 + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  vf t = p / q;
+  // tiny |x|: tanh(x) = x to float precision (keeps the sign of zero and avoids the rational's rounding)
+  vf ax = x < 0 ? -x : x;
+  return ax < 0.0004f ? x : t;
+}
+
+inline vf activate(vf v, int activation) {
+  if (activation == kActTanh) return vtanh(v);
+  if (activation == kActRelu) return v > 0 ? v : (vf){};
+  return v;
+}
+
+// Activation rows are channel-planar: a row of a C-channel activation is C planes of `plane` floats, the W pixels
+// at offset `pad` (the next layer's k/2) with zeros around them, so SAME padding reads zeros.
+//
+// acc[o][q] = bias[o] + sum_{ky,kx,ic} w[ky][kx][ic][o] * in[ky][ic][x + q*VL + kx .. + VL]: NO output channels x
+// NP vectors of VL consecutive pixels in registers; per (tap, ic) NP vector loads and NO weight broadcasts.
+template <int NO, int NP>
+void conv_block(const float* const* rows, std::size_t plane, int k, int cin, int x, const float* w, int cout,
+                const float* bias, int activation, float* out /* [NO][NP * VL] */) {
+  vf acc[NO][NP];
+#pragma GCC unroll 16
+  for (int o = 0; o < NO; ++o) {
+#pragma GCC unroll 4
+    for (int q = 0; q < NP; ++q) acc[o][q] = (vf){} + bias[o];
+  }
+  for (int ky = 0; ky < k; ++ky) {
+    for (int kx = 0; kx < k; ++kx) {
+      const float* in = rows[ky] + x + kx;
+      const float* wt = w + (std::size_t)(ky * k + kx) * cin * cout;
+      for (int ic = 0; ic < cin; ++ic) {
+        vf xin[NP];
+#pragma GCC unroll 4
+        for (int q = 0; q < NP; ++q) xin[q] = loadu(in + (std::size_t)ic * plane + q * VL);
+        const float* wo = wt + (std::size_t)ic * cout;
+#pragma GCC unroll 16
+        for (int o = 0; o < NO; ++o) {
+          vf wb = (vf){} + wo[o];
+#pragma GCC unroll 4
+          for (int q = 0; q < NP; ++q) acc[o][q] += wb * xin[q];
+        }
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int o = 0; o < NO; ++o) {
+#pragma GCC unroll 4
+    for (int q = 0; q < NP; ++q) storeu(out + (o * NP + q) * VL, activate(acc[o][q], activation));
+  }
+}
+
+constexpr int kMaxNO = 12;
+constexpr int kMaxNP = 4;
+constexpr int block_vectors(int no) { return ACC / no < 1 ? 1 : (ACC / no > kMaxNP ? kMaxNP : ACC / no); }
+
+typedef void (*BlockFn)(const float* const*, std::size_t, int, int, int, const float*, int, const float*, int, float*);
+
+template <int NO>
+BlockFn block_for() { return conv_block<NO, block_vectors(NO)>; }
+
+BlockFn block_fn(int no) {
+  static const BlockFn fns[kMaxNO + 1] = {nullptr, block_for<1>(), block_for<2>(), block_for<3>(), block_for<4>(),
+                                          block_for<5>(), block_for<6>(), block_for<7>(), block_for<8>(),
+                                          block_for<9>(), block_for<10>(), block_for<11>(), block_for<12>()};
+  return fns[no];
+}
+
+// cout split into near-equal chunks of at most kMaxNO channels (64 -> 6 x 11ish, 32 -> 3 x 11ish, 9 -> 9).
+std::vector<int> chunks(int cout) {
+  int n = (cout + kMaxNO - 1) / kMaxNO;
+  std::vector<int> c;
+  for (int i = 0; i < n; ++i) c.push_back(cout * (i + 1) / n - cout * i / n);
+  return c;
+}
+
+struct Layer {
+  int k, rad, cin, cout;
+  const float* w;     // [k][k][cin][cout] (HWIO)
+  const float* bias;  // [cout]
+  std::vector<int> chunks;
+};
+
+constexpr int kSlack = kMaxNP * VL + 1;  // a block may read/compute past the row's end
+
+// One thread's work: output rows [ys, ye) of one image.
+class Band {
+ public:
+  Band(const NetDesc& net, const std::vector<Layer>& layers, const float* img, const int32_t* valid, float* out)
+      : net_(net), layers_(layers), img_(img), out_(out), L_((int)layers.size()) {
+    vy0_ = valid[0], vy1_ = valid[1], vx0_ = valid[2], vx1_ = valid[3];
+    // ring l holds the input rows of layer l (ring 0: the image): k_l rows of cin planes
+    for (int l = 0; l < L_; ++l) {
+      pad_.push_back(layers[l].rad);
+      plane_.push_back((std::size_t)net.width + 2 * layers[l].rad + kSlack);
+      rings_.emplace_back((std::size_t)layers[l].k * layers[l].cin * plane_[l], 0.0f);
+    }
+    done_.assign(L_, 0);
+    tmp_.resize((std::size_t)kMaxNO * kMaxNP * VL * 2);
+    const int r = net.scale, C = net.in_channels;
+    for (int ch = 0; ch < layers[L_ - 1].cout; ++ch) {  // depth-to-space offsets of the last layer's channels
+      int c = ch % C, ij = ch / C, i = ij / r, j = ij % r;
+      shuffle_.push_back(((std::size_t)i * r * net.width + j) * C + c);
+    }
+  }
+
+  void run(int ys, int ye) {
+    int reach = 0;
+    for (int l = L_ - 1; l >= 0; --l) {
+      reach += layers_[l].rad;
+      done_[l] = ys - reach;  // the first input row of layer l this band needs
+    }
+    for (int y = ys; y < ye; ++y) {
+      ensure(L_ - 1, y + layers_[L_ - 1].rad);
+      compute_row(L_ - 1, y);
+    }
+  }
+
+ private:
+  float* slot(int l, int row) {
+    int k = layers_[l].k;
+    return rings_[l].data() + (std::size_t)(((row % k) + k) % k) * layers_[l].cin * plane_[l];
+  }
+
+  // Ring l (the input of layer l) holds rows through `row`, computing them in order.
+  void ensure(int l, int row) {
+    while (done_[l] <= row) {
+      const int j = done_[l], W = net_.width, cin = layers_[l].cin;
+      float* dst = slot(l, j);
+      const bool inside = j >= vy0_ && j < vy1_;
+      if (l > 0 && inside) {
+        ensure(l - 1, j + layers_[l - 1].rad);
+        compute_row(l - 1, j);
+      } else {
+        for (int c = 0; c < cin; ++c) std::memset(dst + c * plane_[l] + pad_[l], 0, (std::size_t)W * sizeof(float));
+        if (l == 0 && inside) {  // deinterleave the image row (H, W, C) into planes, zero outside [vx0, vx1)
+          const float* src = img_ + (std::size_t)j * W * cin;
+          for (int c = 0; c < cin; ++c) {
+            float* d = dst + c * plane_[l] + pad_[l];
+            for (int x = vx0_; x < vx1_; ++x) d[x] = src[(std::size_t)x * cin + c];
+          }
+        }
+      }
+      ++done_[l];
+    }
+  }
+
+  // Layer l's output row j: into ring l+1 (activated, zero outside [vx0, vx1)), or shuffled into the HR output.
+  void compute_row(int l, int j) {
+    const Layer& ly = layers_[l];
+    const float* rows[16];
+    for (int ky = 0; ky < ly.k; ++ky) rows[ky] = slot(l, j - ly.rad + ky);
+    const bool last = l == L_ - 1;
+    const int W = net_.width, r = net_.scale, C = net_.in_channels;
+    const int act = last ? kActLinear : net_.activation;
+    float* dst = last ? nullptr : slot(l + 1, j);
+    const std::size_t dplane = last ? 0 : plane_[l + 1];
+    const int dpad = last ? 0 : pad_[l + 1];
+    int o0 = 0;
+    for (int no : ly.chunks) {
+      const int np = block_vectors(no), bw = np * VL;
+      BlockFn fn = block_fn(no);
+      for (int x = 0; x < W; x += bw) {
+        const int n = std::min(bw, W - x);
+        if (last) {
+          fn(rows, plane_[l], ly.k, ly.cin, x, ly.w + o0, ly.cout, ly.bias + o0, act, tmp_.data());
+          float* base = out_ + ((std::size_t)r * j * r * W + (std::size_t)r * x) * C;
+          const std::size_t step = (std::size_t)r * C;
+          for (int o = 0; o < no; ++o) {
+            const float* t = tmp_.data() + (std::size_t)o * bw;
+            float* d = base + shuffle_[o0 + o];
+            for (int p = 0; p < n; ++p) d[p * step] = t[p];
+          }
+        } else if (n == bw) {  // write the planes directly
+          fn(rows, plane_[l], ly.k, ly.cin, x, ly.w + o0, ly.cout, ly.bias + o0, act, tmp_.data());
+          for (int o = 0; o < no; ++o)
+            std::memcpy(dst + (o0 + o) * dplane + dpad + x, tmp_.data() + (std::size_t)o * bw, bw * sizeof(float));
+        } else {
+          fn(rows, plane_[l], ly.k, ly.cin, x, ly.w + o0, ly.cout, ly.bias + o0, act, tmp_.data());
+          for (int o = 0; o < no; ++o)
+            std::memcpy(dst + (o0 + o) * dplane + dpad + x, tmp_.data() + (std::size_t)o * bw, n * sizeof(float));
+        }
+      }
+      o0 += no;
+    }
+    if (!last && (vx0_ > 0 || vx1_ < W)) {
+      for (int o = 0; o < ly.cout; ++o) {
+        float* d = dst + o * dplane + dpad;
+        std::memset(d, 0, (std::size_t)vx0_ * sizeof(float));
+        std::memset(d + vx1_, 0, (std::size_t)(W - vx1_) * sizeof(float));
+      }
+    }
+  }
+
+  const NetDesc& net_;
+  const std::vector<Layer>& layers_;
+  const float* img_;
+  float* out_;
+  int L_;
+  int vy0_, vy1_, vx0_, vx1_;
+  std::vector<std::vector<float>> rings_;
+  std::vector<std::size_t> plane_;
+  std::vector<int> pad_;
+  std::vector<int> done_;
+  std::vector<float> tmp_;
+  std::vector<std::size_t> shuffle_;
+};
+
+}  // namespace
+
+extern "C" const char* espcn_isa() { return ESPCN_ISA; }
+
+extern "C" int espcn_forward(const NetDesc* net, const float* packed, const float* x,
+                                                   const int32_t* valid, float* out) {
+  std::vector<Layer> layers;
+  const float* p = packed;
+  for (int l = 0; l < net->num_layers; ++l) {
+    Layer ly;
+    ly.k = net->kernel_sizes[l];
+    ly.rad = ly.k / 2;
+    ly.cin = net->channels[l];
+    ly.cout = net->channels[l + 1];
+    if (ly.k > 15) return 1;
+    ly.w = p;
+    p += (std::size_t)ly.k * ly.k * ly.cin * ly.cout;
+    ly.bias = p;
+    p += ly.cout;
+    ly.chunks = chunks(ly.cout);
+    layers.push_back(ly);
+  }
+  const int B = net->batch, H = net->height, W = net->width, C = net->in_channels, r = net->scale;
+  int T = std::max(1, net->num_threads);
+  // Work items: (image, band of rows). Few images: split each into bands of >= 16 rows, one per thread.
+  int bands = B >= T ? 1 : std::max(1, std::min((T + B - 1) / B, H / 16));
+  std::vector<std::pair<int, int>> items;
+  for (int b = 0; b < B; ++b)
+    for (int s = 0; s < bands; ++s) items.emplace_back(b, s);
+  std::atomic<int> next(0);
+  auto worker = [&]() {
+    for (int i = next++; i < (int)items.size(); i = next++) {
+      int b = items[i].first, s = items[i].second;
+      int ys = (int)((long)H * s / bands), ye = (int)((long)H * (s + 1) / bands);
+      Band band(*net, layers, x + (std::size_t)b * H * W * C, valid + 4 * b,
+                out + (std::size_t)b * H * W * C * r * r);
+      band.run(ys, ye);
+    }
+  };
+  T = std::min<int>(T, (int)items.size());
+  std::vector<std::thread> pool;
+  for (int t = 1; t < T; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& th : pool) th.join();
+  return 0;
+}

@@ -1,0 +1,21 @@
+// The interface between the FFI handler (espcn_cpu_ffi.cc) and the per-ISA kernels (espcn_cpu_kernel.cc).
+#pragma once
+#include <cstdint>
+
+enum { kActLinear = 0, kActTanh = 1, kActRelu = 2 };
+
+struct NetDesc {
+  int batch, height, width;  // LR canvases (B, H, W, in_channels), NHWC float32
+  int in_channels;           // C: 1 (luma) or 3 (RGB); the last layer has C * scale^2 outputs
+  int scale;
+  int num_layers;
+  int kernel_sizes[16];
+  int channels[17];  // channels[0] = C, channels[l + 1] = outputs of layer l
+  int activation;    // kAct*: after every layer but the last
+  int num_threads;
+};
+
+// Packed weights, layer after layer: kernel [k][k][cin][cout] (HWIO) then bias [cout]. Returns 0 on success.
+extern "C" int espcn_forward(const NetDesc* net, const float* packed, const float* x, const int32_t* valid,
+                             float* out);
+extern "C" const char* espcn_isa();  // "avx512", "avx2" or "generic": the vector width it was built for

@@ -1,0 +1,86 @@
+"""The fused C++ CPU kernel (espcn_jax.native) computes what model.apply / inference.forward compute."""
+
+import jax
+import numpy as np
+import pytest
+
+from espcn_jax import inference, model, native
+
+needs_native = pytest.mark.skipif(not native.available(), reason=f"native kernel: {native.unavailable_reason()}")
+
+SPECS = [
+    model.Spec(scale=3),  # the paper's net: 5-3-3, 64/32, tanh
+    model.Spec(scale=2, activation="relu"),
+    model.Spec(scale=4, channels=3),  # RGB: 48 outputs, depth-to-space colour order
+    model.Spec(scale=3, features=(16, 8, 12), kernel_sizes=(3, 5, 1, 3), activation="relu"),  # odd widths, 1x1
+    model.Spec(scale=3, features=(24,), kernel_sizes=(7, 3)),
+]
+
+
+def _params(spec, seed=0):
+  p = model.init(jax.random.PRNGKey(seed), spec)
+  rng = np.random.default_rng(seed)  # non-zero biases, so padding mistakes show
+  return {k: {"kernel": v["kernel"], "bias": rng.normal(0, 0.1, v["bias"].shape).astype(np.float32)}
+          for k, v in p.items()}
+
+
+@needs_native
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+@pytest.mark.parametrize("hw", [(37, 53), (5, 70), (64, 17)])
+def test_matches_model_apply(spec, hw):
+  params = _params(spec)
+  x = np.random.default_rng(1).random((2, *hw, spec.channels), np.float32)
+  want = np.asarray(model.apply(params, x, spec))
+  got = np.asarray(jax.jit(lambda p, x: native.forward(p, x, spec))(params, x))
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, atol=3e-5, rtol=0)
+
+
+@needs_native
+@pytest.mark.parametrize("spec", SPECS[:3], ids=str)
+def test_valid_rectangles_match_forward(spec):
+  params = _params(spec, seed=2)
+  x = np.random.default_rng(3).random((3, 40, 48, spec.channels), np.float32)
+  valid = np.array([[3, 30, 5, 40], [0, 40, 0, 48], [10, 11, 47, 48]], np.int32)
+  want = np.asarray(inference.forward(params, x, spec, valid_Bx4=valid, method="conv"))
+  got = np.asarray(native.forward(params, x, spec, valid_Bx4=valid))
+  np.testing.assert_allclose(got, want, atol=3e-5, rtol=0)
+
+
+@needs_native
+def test_upscaler_native_tiles_equal_untiled_and_threads_agree():
+  spec = SPECS[0]
+  params = _params(spec, seed=4)
+  lr = np.random.default_rng(5).random((70, 90), np.float32)
+  whole = inference.Upscaler(params, spec, method="native", tile=128).network(lr)
+  tiled = inference.Upscaler(params, spec, method="native", tile=24).network(lr)
+  np.testing.assert_allclose(tiled, whole, atol=1e-5, rtol=0)
+  x = lr[None, :, :, None]
+  one = np.asarray(native.forward(params, x, spec, threads=1))
+  three = np.asarray(native.forward(params, x, spec, threads=3))
+  np.testing.assert_array_equal(one, three)  # bands recompute their halo rows exactly
+
+
+def test_auto_picks_native_on_cpu_float32_only():
+  want = "native" if native.available() and jax.default_backend() == "cpu" else "conv"
+  assert inference.resolve_method("auto") == want
+  assert inference.resolve_method("auto", np.float32) == want
+  assert inference.resolve_method("auto", "bfloat16") == "conv"
+  with pytest.raises(ValueError, match="float32 only"):
+    inference.resolve_method("native", "bfloat16")
+
+
+def test_unavailable_falls_back(monkeypatch):
+  monkeypatch.setattr(native, "_state", {})
+  monkeypatch.setenv("ESPCN_JAX_NATIVE", "0")
+  assert not native.available()
+  assert "ESPCN_JAX_NATIVE=0" in native.unavailable_reason()
+  assert inference.resolve_method("auto") == "conv"
+  with pytest.raises(RuntimeError, match="unavailable"):
+    native.forward({}, np.zeros((1, 4, 4, 1), np.float32), SPECS[0])
+
+
+def test_build_without_compiler_says_so(monkeypatch, tmp_path):
+  monkeypatch.setattr(native, "_compiler", lambda: None)
+  with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
+    native.build(force=True)
