@@ -13,7 +13,8 @@ namespace {
 
 ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::S32> valid, ffi::Buffer<ffi::F32> packed,
                    ffi::ResultBuffer<ffi::F32> out, ffi::Span<const int64_t> kernel_sizes,
-                   ffi::Span<const int64_t> channels, int64_t activation, int64_t scale, int64_t num_threads) {
+                   ffi::Span<const int64_t> channels, int64_t activation, int64_t scale, int64_t num_threads,
+                   int64_t winograd) {
   auto xd = x.dimensions();
   if (xd.size() != 4) return ffi::Error::InvalidArgument("espcn_forward: x must be (B, H, W, C)");
   NetDesc net{};
@@ -22,6 +23,7 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::S32> valid, ffi::Bu
   net.num_layers = (int)kernel_sizes.size();
   net.activation = (int)activation;
   net.num_threads = (int)num_threads;
+  net.winograd = (int)winograd;
   if (net.num_layers < 1 || net.num_layers > 16 || (int)channels.size() != net.num_layers + 1)
     return ffi::Error::InvalidArgument("espcn_forward: need 1-16 layers and one channel count per activation");
   if (channels[0] != net.in_channels || channels[net.num_layers] != net.in_channels * scale * scale)
@@ -60,5 +62,6 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(EspcnForward, Forward,
                                   .Attr<ffi::Span<const int64_t>>("channels")
                                   .Attr<int64_t>("activation")
                                   .Attr<int64_t>("scale")
-                                  .Attr<int64_t>("num_threads"));
+                                  .Attr<int64_t>("num_threads")
+                                  .Attr<int64_t>("winograd"));
 

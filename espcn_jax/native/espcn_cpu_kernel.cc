@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "espcn_cpu_kernel.h"
@@ -137,6 +138,63 @@ BlockFn block_fn(int no) {
   return fns[no];
 }
 
+// Winograd F(2x2, 3x3) (Lavin & Gray 2016) for hidden 3x3 layers: 16 products per 2x2 outputs instead of 36.
+// Tiles are vectorised VL at a time; the input tile columns 2t..2t+3 come from even/odd lanes of two loads.
+constexpr int kWinoNP = 2;                 // tile vectors per block
+constexpr int kWinoTB = kWinoNP * VL;      // tiles per block
+#if defined(__GNUC__) && !defined(__clang__)
+#define ESPCN_HAVE_SHUFFLE 1
+typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));
+#if ESPCN_VL == 16
+const vi kEven = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+const vi kOdd = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+const vi kZipLo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+const vi kZipHi = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+#elif ESPCN_VL == 8
+const vi kEven = {0, 2, 4, 6, 8, 10, 12, 14};
+const vi kOdd = {1, 3, 5, 7, 9, 11, 13, 15};
+const vi kZipLo = {0, 8, 1, 9, 2, 10, 3, 11};
+const vi kZipHi = {4, 12, 5, 13, 6, 14, 7, 15};
+#else
+const vi kEven = {0, 2, 4, 6};
+const vi kOdd = {1, 3, 5, 7};
+const vi kZipLo = {0, 4, 1, 5};
+const vi kZipHi = {2, 6, 3, 7};
+#endif
+#else
+#define ESPCN_HAVE_SHUFFLE 0
+#endif
+
+// Floats between the 16 transformed planes: padded by a cache line so the 16 store streams do not share cache sets.
+inline std::size_t vstride(int cin) { return (std::size_t)cin * kWinoTB + 16; }
+
+template <int NO>
+BlockFn wino_block_for() { return conv_block<NO, kWinoNP>; }
+
+BlockFn wino_block_fn(int no) {
+  static const BlockFn fns[kMaxNO + 1] = {
+      nullptr, wino_block_for<1>(), wino_block_for<2>(), wino_block_for<3>(), wino_block_for<4>(),
+      wino_block_for<5>(), wino_block_for<6>(), wino_block_for<7>(), wino_block_for<8>(), wino_block_for<9>(),
+      wino_block_for<10>(), wino_block_for<11>(), wino_block_for<12>()};
+  return fns[no];
+}
+
+// U = G g G^T for every (ic, oc): [16][cin][cout], from HWIO 3x3 weights.
+std::vector<float> winograd_weights(const float* w, int cin, int cout) {
+  static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+  std::vector<float> u((std::size_t)16 * cin * cout);
+  for (int ic = 0; ic < cin; ++ic)
+    for (int oc = 0; oc < cout; ++oc)
+      for (int a = 0; a < 4; ++a)
+        for (int b = 0; b < 4; ++b) {
+          double acc = 0;
+          for (int i = 0; i < 3; ++i)
+            for (int j = 0; j < 3; ++j) acc += G[a][i] * w[((std::size_t)(i * 3 + j) * cin + ic) * cout + oc] * G[b][j];
+          u[((std::size_t)(a * 4 + b) * cin + ic) * cout + oc] = (float)acc;
+        }
+  return u;
+}
+
 // cout split into near-equal chunks of at most kMaxNO channels (64 -> 6 x 11ish, 32 -> 3 x 11ish, 9 -> 9).
 std::vector<int> chunks(int cout) {
   int n = (cout + kMaxNO - 1) / kMaxNO;
@@ -150,9 +208,10 @@ struct Layer {
   const float* w;     // [k][k][cin][cout] (HWIO)
   const float* bias;  // [cout]
   std::vector<int> chunks;
+  std::vector<float> wino;  // non-empty: computed by Winograd F(2x2, 3x3) with these [16][cin][cout] weights
 };
 
-constexpr int kSlack = kMaxNP * VL + 1;  // a block may read/compute past the row's end
+constexpr int kSlack = 4 * kMaxNP * VL + 16;  // a block may read/compute past the row's end
 
 // One thread's work: output rows [ys, ye) of one image.
 class Band {
@@ -164,10 +223,17 @@ class Band {
     for (int l = 0; l < L_; ++l) {
       pad_.push_back(layers[l].rad);
       plane_.push_back((std::size_t)net.width + 2 * layers[l].rad + kSlack);
-      rings_.emplace_back((std::size_t)layers[l].k * layers[l].cin * plane_[l], 0.0f);
+      // k + 2 rows: a Winograd layer writes its output rows in pairs, one row ahead of the need, and a Winograd
+      // consumer reads k + 1 rows
+      rings_.emplace_back((std::size_t)(layers[l].k + 2) * layers[l].cin * plane_[l], 0.0f);
     }
     done_.assign(L_, 0);
+    pre_.assign(L_, -(1 << 30));
     tmp_.resize((std::size_t)kMaxNO * kMaxNP * VL * 2);
+    int wcin = 0;
+    for (const Layer& ly : layers) wcin = std::max(wcin, ly.wino.empty() ? 0 : ly.cin);
+    vbuf_.resize((std::size_t)16 * vstride(wcin));
+    mbuf_.resize((std::size_t)16 * kMaxNO * kWinoTB);
     const int r = net.scale, C = net.in_channels;
     for (int ch = 0; ch < layers[L_ - 1].cout; ++ch) {  // depth-to-space offsets of the last layer's channels
       int c = ch % C, ij = ch / C, i = ij / r, j = ij % r;
@@ -189,7 +255,7 @@ class Band {
 
  private:
   float* slot(int l, int row) {
-    int k = layers_[l].k;
+    int k = layers_[l].k + 2;
     return rings_[l].data() + (std::size_t)(((row % k) + k) % k) * layers_[l].cin * plane_[l];
   }
 
@@ -199,7 +265,13 @@ class Band {
       const int j = done_[l], W = net_.width, cin = layers_[l].cin;
       float* dst = slot(l, j);
       const bool inside = j >= vy0_ && j < vy1_;
-      if (l > 0 && inside) {
+      if (l > 0 && inside && !layers_[l - 1].wino.empty()) {
+        if (pre_[l - 1] != j) {  // rows j and j + 1 together; j + 1 is then ready when asked for
+          ensure(l - 1, j + 2);
+          compute_pair(l - 1, j);
+          pre_[l - 1] = j + 1;
+        }
+      } else if (l > 0 && inside) {
         ensure(l - 1, j + layers_[l - 1].rad);
         compute_row(l - 1, j);
       } else {
@@ -215,6 +287,100 @@ class Band {
       ++done_[l];
     }
   }
+
+#if ESPCN_HAVE_SHUFFLE
+  // Hidden 3x3 layer l by Winograd F(2x2, 3x3): output rows j and j + 1 into ring l+1 (activated; a row outside
+  // [vy0, vy1) or a column outside [vx0, vx1) is zero). Input rows j-1 .. j+2 of ring l.
+  void compute_pair(int l, int j) {
+    const Layer& ly = layers_[l];
+    const int W = net_.width, cin = ly.cin, cout = ly.cout, T = (W + 1) / 2;
+    const std::size_t plane = plane_[l], dplane = plane_[l + 1];
+    const float* rows[4];
+    for (int i = 0; i < 4; ++i) rows[i] = slot(l, j - 1 + i);
+    float* dst[2] = {slot(l + 1, j) + pad_[l + 1], slot(l + 1, j + 1) + pad_[l + 1]};
+    float* V = vbuf_.data();
+    float* M = mbuf_.data();
+    for (int t0 = 0; t0 < T; t0 += kWinoTB) {
+      // V[a*4+b][ic][t] = (B^T d B)[a][b] of tile t0 + t, d = rows j-1..j+2 x padded columns 2t..2t+3
+      for (int ic = 0; ic < cin; ++ic) {
+        for (int q = 0; q < kWinoNP; ++q) {
+          vf u[4][4];
+          for (int i = 0; i < 4; ++i) {
+            const float* p = rows[i] + ic * plane + 2 * (t0 + q * VL);
+            vf a0 = loadu(p), a1 = loadu(p + VL), b0 = loadu(p + 2), b1 = loadu(p + 2 + VL);
+            vf e = __builtin_shuffle(a0, a1, kEven), o = __builtin_shuffle(a0, a1, kOdd);
+            vf e2 = __builtin_shuffle(b0, b1, kEven), o2 = __builtin_shuffle(b0, b1, kOdd);
+            u[i][0] = e - e2, u[i][1] = o + e2, u[i][2] = e2 - o, u[i][3] = o - o2;
+          }
+          for (int b = 0; b < 4; ++b) {
+            float* v = V + (std::size_t)ic * kWinoTB + q * VL;
+            const std::size_t xs = vstride(cin);
+            storeu(v + (0 * 4 + b) * xs, u[0][b] - u[2][b]);
+            storeu(v + (1 * 4 + b) * xs, u[1][b] + u[2][b]);
+            storeu(v + (2 * 4 + b) * xs, u[2][b] - u[1][b]);
+            storeu(v + (3 * 4 + b) * xs, u[1][b] - u[3][b]);
+          }
+        }
+      }
+      int o0 = 0;
+      for (int no : ly.chunks) {
+        BlockFn fn = wino_block_fn(no);
+        for (int xi = 0; xi < 16; ++xi) {
+          const float* vr = V + (std::size_t)xi * vstride(cin);
+          fn(&vr, kWinoTB, 1, cin, 0, ly.wino.data() + (std::size_t)xi * cin * cout + o0, cout, zeros_, kActLinear,
+             M + (std::size_t)xi * no * kWinoTB);
+        }
+        // Y = A^T M A per tile, + bias, activation; lanes are tiles, so zip the two columns into pixels.
+        for (int o = 0; o < no; ++o) {
+          const vf bias = (vf){} + ly.bias[o0 + o];
+          for (int q = 0; q < kWinoNP; ++q) {
+            vf m[16];
+            for (int xi = 0; xi < 16; ++xi) m[xi] = loadu(M + ((std::size_t)xi * no + o) * kWinoTB + q * VL);
+            vf s0[4], s1[4];
+            for (int a = 0; a < 4; ++a) {
+              s0[a] = m[a * 4 + 0] + m[a * 4 + 1] + m[a * 4 + 2];
+              s1[a] = m[a * 4 + 1] - m[a * 4 + 2] - m[a * 4 + 3];
+            }
+            vf y[2][2] = {{s0[0] + s0[1] + s0[2], s1[0] + s1[1] + s1[2]},
+                          {s0[1] - s0[2] - s0[3], s1[1] - s1[2] - s1[3]}};
+            const int x = 2 * (t0 + q * VL);
+            if (x >= W) break;
+            const int n = std::min(2 * VL, W - x);
+            for (int dy = 0; dy < 2; ++dy) {
+              vf e = activate(y[dy][0] + bias, net_.activation), od = activate(y[dy][1] + bias, net_.activation);
+              float* d = dst[dy] + (o0 + o) * dplane + x;
+              if (n == 2 * VL) {
+                storeu(d, __builtin_shuffle(e, od, kZipLo));
+                storeu(d + VL, __builtin_shuffle(e, od, kZipHi));
+              } else {
+                float t[2 * VL];
+                storeu(t, __builtin_shuffle(e, od, kZipLo));
+                storeu(t + VL, __builtin_shuffle(e, od, kZipHi));
+                std::memcpy(d, t, n * sizeof(float));
+              }
+            }
+          }
+        }
+        o0 += no;
+      }
+    }
+    for (int dy = 0; dy < 2; ++dy) {
+      const int jj = j + dy;
+      const bool row_in = jj >= vy0_ && jj < vy1_;
+      for (int o = 0; o < cout; ++o) {
+        float* d = dst[dy] + o * dplane;
+        if (!row_in) {
+          std::memset(d, 0, (std::size_t)W * sizeof(float));
+        } else if (vx0_ > 0 || vx1_ < W) {
+          std::memset(d, 0, (std::size_t)vx0_ * sizeof(float));
+          std::memset(d + vx1_, 0, (std::size_t)(W - vx1_) * sizeof(float));
+        }
+      }
+    }
+  }
+#else
+  void compute_pair(int, int) {}
+#endif
 
   // Layer l's output row j: into ring l+1 (activated, zero outside [vx0, vx1)), or shuffled into the HR output.
   void compute_row(int l, int j) {
@@ -273,7 +439,11 @@ class Band {
   std::vector<std::size_t> plane_;
   std::vector<int> pad_;
   std::vector<int> done_;
+  std::vector<int> pre_;    // per layer: the output row its last Winograd pair computed ahead
   std::vector<float> tmp_;
+  std::vector<float> vbuf_;  // Winograd: transformed input tiles [16][cin][TB]
+  std::vector<float> mbuf_;  // Winograd: products [16][NO][TB]
+  const float zeros_[kMaxNO] = {};
   std::vector<std::size_t> shuffle_;
 };
 
@@ -297,7 +467,9 @@ extern "C" int espcn_forward(const NetDesc* net, const float* packed, const floa
     ly.bias = p;
     p += ly.cout;
     ly.chunks = chunks(ly.cout);
-    layers.push_back(ly);
+    if (ESPCN_HAVE_SHUFFLE && net->winograd && ly.k == 3 && ly.cin >= 8 && l < net->num_layers - 1)
+      ly.wino = winograd_weights(ly.w, ly.cin, ly.cout);
+    layers.push_back(std::move(ly));
   }
   const int B = net->batch, H = net->height, W = net->width, C = net->in_channels, r = net->scale;
   int T = std::max(1, net->num_threads);
