@@ -1,5 +1,11 @@
 """The fused C++ CPU kernel (espcn_jax.native) computes what model.apply / inference.forward compute."""
 
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
 import jax
 import numpy as np
 import pytest
@@ -14,7 +20,7 @@ SPECS = [
     model.Spec(scale=4, channels=3),  # RGB: 48 outputs, depth-to-space colour order
     model.Spec(scale=3, features=(16, 8, 12), kernel_sizes=(3, 5, 1, 3), activation="relu"),  # odd widths, 1x1
     model.Spec(scale=3, features=(24,), kernel_sizes=(7, 3)),
-    model.Spec(scale=2, features=(16, 16, 8), kernel_sizes=(3, 3, 3, 3)),  # two Winograd layers in a row
+    model.Spec(scale=2, features=(16, 16, 8), kernel_sizes=(3, 3, 3, 3)),  # three Winograd layers in a row
 ]
 
 
@@ -89,3 +95,28 @@ def test_build_without_compiler_says_so(monkeypatch, tmp_path):
   monkeypatch.setattr(native, "_compiler", lambda: None)
   with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
     native.build(force=True)
+
+
+_VARIANT_CHECK = textwrap.dedent("""
+    import jax, numpy as np
+    from espcn_jax import model, native
+    assert native.available(), native.unavailable_reason()
+    spec = model.Spec(scale=3)
+    params = model.init(jax.random.PRNGKey(0), spec)
+    x = np.random.default_rng(0).random((2, 29, 45, 1), np.float32)
+    want = np.asarray(model.apply(params, x, spec))
+    for wino in (True, False):
+      np.testing.assert_allclose(np.asarray(native.forward(params, x, spec, winograd=wino)), want, atol=3e-5)
+    print(native.isa())
+""")
+
+
+@needs_native
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 -march variants")
+@pytest.mark.parametrize("march, isa", [("x86-64-v3", "avx2"), ("x86-64", "generic")])
+def test_other_vector_widths_build_and_agree(march, isa, tmp_path):
+  """The AVX2 (8 lanes) and SSE2 (4 lanes) builds, which CPUs without AVX-512 get, compute the same."""
+  env = dict(os.environ, ESPCN_JAX_NATIVE_MARCH=march, ESPCN_JAX_CACHE=str(tmp_path), JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-c", _VARIANT_CHECK], env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert proc.stdout.strip().splitlines()[-1] == isa

@@ -13,8 +13,10 @@ The library is compiled at first use with the system's C++ compiler (`$CXX`, els
 against the XLA FFI headers that jaxlib ships, into `$ESPCN_JAX_CACHE` (default ~/.cache/espcn_jax/native), keyed by
 the sources, the jaxlib version, the compiler and the CPU model; the build is written to a temporary file and
 renamed, so parallel first uses are safe. No compiler, a failed build or a non-x86/ARM CPU: `available()` is False
-(the reason is in `unavailable_reason()`), and callers use the XLA path. ESPCN_JAX_NATIVE=0 turns it off.
-ESPCN_JAX_THREADS sets the thread count (default: the CPUs this process may run on).
+(the reason is in `unavailable_reason()`), and callers use the XLA path. ESPCN_JAX_NATIVE=0 turns it off;
+ESPCN_JAX_NATIVE_MARCH=x86-64-v3 (say) builds for another -march than `native` (a cluster with mixed CPUs; the tests
+build the AVX2 and plain SSE2 variants this way). ESPCN_JAX_THREADS sets the thread count (default: the CPUs this
+process may run on).
 """
 
 from __future__ import annotations
@@ -71,14 +73,15 @@ def build(force: bool = False) -> pathlib.Path:
   h = hashlib.sha256()
   for name in SOURCES + HEADERS:
     h.update((_HERE / name).read_bytes())
-  h.update(f"{jaxlib.__version__}|{cxx}|{_cpu_fingerprint()}".encode())
+  march = os.environ.get("ESPCN_JAX_NATIVE_MARCH", "native")
+  h.update(f"{jaxlib.__version__}|{cxx}|{march}|{_cpu_fingerprint()}".encode())
   out = cache_dir() / f"libespcn_cpu_{h.hexdigest()[:16]}.so"
   if out.exists() and not force:
     return out
   out.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
   os.close(fd)
-  cmd = [cxx, "-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread",
+  cmd = [cxx, "-O3", f"-march={march}", "-std=c++17", "-shared", "-fPIC", "-pthread",
          "-isystem", jax.ffi.include_dir(), *[str(_HERE / s) for s in SOURCES], "-o", tmp]
   try:
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -149,7 +152,7 @@ def forward(params, lr_BxHxWxC, spec, *, valid_Bx4=None, threads: int | None = N
   """LR canvases (B, H, W, C) float32 -> HR (B, rH, rW, C) float32, as `inference.forward` (float32). CPU only.
 
   `valid_Bx4` (y0, y1, x0, x1) per canvas: the input and hidden activations are zero outside it (exact padding);
-  None = the whole canvas. `winograd`: hidden 3x3 layers by Winograd F(2x2, 3x3) (2.25x fewer multiplies, float32
+  None = the whole canvas. `winograd`: 3x3 layers with >= 8 inputs by Winograd F(4x4, 3x3) (4x fewer multiplies; float32
   error ~1e-6); False: direct convolution.
   """
   if not available():

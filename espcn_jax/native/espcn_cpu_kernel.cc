@@ -122,7 +122,7 @@ void conv_block(const float* const* rows, std::size_t plane, int k, int cin, int
   }
 }
 
-constexpr int kMaxNO = 12;
+constexpr int kMaxNO = ACC / 2;  // output channels per block: 12 with AVX-512, 6 with 16 vector registers
 constexpr int kMaxNP = 4;
 constexpr int block_vectors(int no) { return ACC / no < 1 ? 1 : (ACC / no > kMaxNP ? kMaxNP : ACC / no); }
 
@@ -132,14 +132,14 @@ template <int NO>
 BlockFn block_for() { return conv_block<NO, block_vectors(NO)>; }
 
 BlockFn block_fn(int no) {
-  static const BlockFn fns[kMaxNO + 1] = {nullptr, block_for<1>(), block_for<2>(), block_for<3>(), block_for<4>(),
+  static const BlockFn fns[13] = {nullptr, block_for<1>(), block_for<2>(), block_for<3>(), block_for<4>(),
                                           block_for<5>(), block_for<6>(), block_for<7>(), block_for<8>(),
                                           block_for<9>(), block_for<10>(), block_for<11>(), block_for<12>()};
   return fns[no];
 }
 
-// Winograd F(2x2, 3x3) (Lavin & Gray 2016) for hidden 3x3 layers: 16 products per 2x2 outputs instead of 36.
-// Tiles are vectorised VL at a time; the input tile columns 2t..2t+3 come from even/odd lanes of two loads.
+// Winograd F(4x4, 3x3) (Lavin & Gray 2016) for 3x3 layers with >= 8 inputs: 36 products per 4x4 outputs instead of
+// 144. Tiles are vectorised VL at a time; a tile's input columns 4t..4t+5 come from 4-way deinterleaved loads.
 constexpr int kWinoNP = 2;                 // tile vectors per block
 constexpr int kWinoTB = kWinoNP * VL;      // tiles per block
 #if defined(__GNUC__) && !defined(__clang__)
@@ -150,16 +150,22 @@ const vi kEven = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
 const vi kOdd = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
 const vi kZipLo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
 const vi kZipHi = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+const vi kPairLo = {0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23};
+const vi kPairHi = {8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31};
 #elif ESPCN_VL == 8
 const vi kEven = {0, 2, 4, 6, 8, 10, 12, 14};
 const vi kOdd = {1, 3, 5, 7, 9, 11, 13, 15};
 const vi kZipLo = {0, 8, 1, 9, 2, 10, 3, 11};
 const vi kZipHi = {4, 12, 5, 13, 6, 14, 7, 15};
+const vi kPairLo = {0, 1, 8, 9, 2, 3, 10, 11};
+const vi kPairHi = {4, 5, 12, 13, 6, 7, 14, 15};
 #else
 const vi kEven = {0, 2, 4, 6};
 const vi kOdd = {1, 3, 5, 7};
 const vi kZipLo = {0, 4, 1, 5};
 const vi kZipHi = {2, 6, 3, 7};
+const vi kPairLo = {0, 1, 4, 5};
+const vi kPairHi = {2, 3, 6, 7};
 #endif
 #else
 #define ESPCN_HAVE_SHUFFLE 0
@@ -172,27 +178,42 @@ template <int NO>
 BlockFn wino_block_for() { return conv_block<NO, kWinoNP>; }
 
 BlockFn wino_block_fn(int no) {
-  static const BlockFn fns[kMaxNO + 1] = {
+  static const BlockFn fns[13] = {
       nullptr, wino_block_for<1>(), wino_block_for<2>(), wino_block_for<3>(), wino_block_for<4>(),
       wino_block_for<5>(), wino_block_for<6>(), wino_block_for<7>(), wino_block_for<8>(), wino_block_for<9>(),
       wino_block_for<10>(), wino_block_for<11>(), wino_block_for<12>()};
   return fns[no];
 }
 
-// U = G g G^T for every (ic, oc): [16][cin][cout], from HWIO 3x3 weights.
+// U = G g G^T for every (ic, oc): [36][cin][cout], from HWIO 3x3 weights (F(4x4, 3x3)).
 std::vector<float> winograd_weights(const float* w, int cin, int cout) {
-  static const double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
-  std::vector<float> u((std::size_t)16 * cin * cout);
+  static const double G4[6][3] = {{1 / 4., 0, 0},          {-1 / 6., -1 / 6., -1 / 6.}, {-1 / 6., 1 / 6., -1 / 6.},
+                                  {1 / 24., 1 / 12., 1 / 6.}, {1 / 24., -1 / 12., 1 / 6.}, {0, 0, 1}};
+  const int n = 6;
+  auto G = [&](int a, int i) { return G4[a][i]; };
+  std::vector<float> u((std::size_t)n * n * cin * cout);
   for (int ic = 0; ic < cin; ++ic)
     for (int oc = 0; oc < cout; ++oc)
-      for (int a = 0; a < 4; ++a)
-        for (int b = 0; b < 4; ++b) {
+      for (int a = 0; a < n; ++a)
+        for (int b = 0; b < n; ++b) {
           double acc = 0;
           for (int i = 0; i < 3; ++i)
-            for (int j = 0; j < 3; ++j) acc += G[a][i] * w[((std::size_t)(i * 3 + j) * cin + ic) * cout + oc] * G[b][j];
-          u[((std::size_t)(a * 4 + b) * cin + ic) * cout + oc] = (float)acc;
+            for (int j = 0; j < 3; ++j) acc += G(a, i) * w[((std::size_t)(i * 3 + j) * cin + ic) * cout + oc] * G(b, j);
+          u[((std::size_t)(a * n + b) * cin + ic) * cout + oc] = (float)acc;
         }
   return u;
+}
+
+// Winograd F(4, 3) transforms in 1D: input B^T d (6 -> 6) and output A^T m (6 -> 4) (Lavin & Gray 2016).
+inline void bt6(const vf* d, vf* r) {
+  vf t1 = d[4] - 4.0f * d[2], t2 = d[3] - 4.0f * d[1], t3 = d[4] - d[2], t4 = 2.0f * (d[3] - d[1]);
+  r[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+  r[1] = t1 + t2, r[2] = t1 - t2, r[3] = t3 + t4, r[4] = t3 - t4;
+  r[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+}
+inline void at6(const vf* m, vf* y) {
+  vf a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
+  y[0] = m[0] + a + c, y[1] = b + 2.0f * d, y[2] = a + 4.0f * c, y[3] = b + 8.0f * d + m[5];
 }
 
 // cout split into near-equal chunks of at most kMaxNO channels (64 -> 6 x 11ish, 32 -> 3 x 11ish, 9 -> 9).
@@ -208,9 +229,11 @@ struct Layer {
   const float* w;     // [k][k][cin][cout] (HWIO)
   const float* bias;  // [cout]
   std::vector<int> chunks;
-  std::vector<float> wino;  // non-empty: computed by Winograd F(2x2, 3x3) with these [16][cin][cout] weights
+  int wino_m = 0;           // 4: computed by Winograd F(4x4, 3x3), 4 output rows at a time; 0: direct
+  std::vector<float> wino;  // its weights [36][cin][cout]
 };
 
+constexpr int kRingExtra = 6;
 constexpr int kSlack = 4 * kMaxNP * VL + 16;  // a block may read/compute past the row's end
 
 // One thread's work: output rows [ys, ye) of one image.
@@ -223,17 +246,17 @@ class Band {
     for (int l = 0; l < L_; ++l) {
       pad_.push_back(layers[l].rad);
       plane_.push_back((std::size_t)net.width + 2 * layers[l].rad + kSlack);
-      // k + 2 rows: a Winograd layer writes its output rows in pairs, one row ahead of the need, and a Winograd
-      // consumer reads k + 1 rows
-      rings_.emplace_back((std::size_t)(layers[l].k + 2) * layers[l].cin * plane_[l], 0.0f);
+      // k + 6 rows: a Winograd layer writes 4 output rows at a time (up to 3 ahead of the need) and a Winograd
+      // consumer reads k + 3 rows
+      rings_.emplace_back((std::size_t)(layers[l].k + kRingExtra) * layers[l].cin * plane_[l], 0.0f);
     }
     done_.assign(L_, 0);
     pre_.assign(L_, -(1 << 30));
     tmp_.resize((std::size_t)kMaxNO * kMaxNP * VL * 2);
     int wcin = 0;
     for (const Layer& ly : layers) wcin = std::max(wcin, ly.wino.empty() ? 0 : ly.cin);
-    vbuf_.resize((std::size_t)16 * vstride(wcin));
-    mbuf_.resize((std::size_t)16 * kMaxNO * kWinoTB);
+    vbuf_.resize((std::size_t)36 * vstride(wcin));
+    mbuf_.resize((std::size_t)36 * kMaxNO * kWinoTB);
     const int r = net.scale, C = net.in_channels;
     for (int ch = 0; ch < layers[L_ - 1].cout; ++ch) {  // depth-to-space offsets of the last layer's channels
       int c = ch % C, ij = ch / C, i = ij / r, j = ij % r;
@@ -247,15 +270,25 @@ class Band {
       reach += layers_[l].rad;
       done_[l] = ys - reach;  // the first input row of layer l this band needs
     }
+    ye_ = ye;
+    const Layer& last = layers_[L_ - 1];
     for (int y = ys; y < ye; ++y) {
-      ensure(L_ - 1, y + layers_[L_ - 1].rad);
-      compute_row(L_ - 1, y);
+      if (last.wino_m == 4) {  // 4 rows at a time (rows >= ye are left to the next band)
+        if (y > pre_[L_ - 1]) {
+          ensure(L_ - 1, y + 4);
+          compute_quad(L_ - 1, y);
+          pre_[L_ - 1] = y + 3;
+        }
+      } else {
+        ensure(L_ - 1, y + last.rad);
+        compute_row(L_ - 1, y);
+      }
     }
   }
 
  private:
   float* slot(int l, int row) {
-    int k = layers_[l].k + 2;
+    int k = layers_[l].k + kRingExtra;
     return rings_[l].data() + (std::size_t)(((row % k) + k) % k) * layers_[l].cin * plane_[l];
   }
 
@@ -266,10 +299,10 @@ class Band {
       float* dst = slot(l, j);
       const bool inside = j >= vy0_ && j < vy1_;
       if (l > 0 && inside && !layers_[l - 1].wino.empty()) {
-        if (pre_[l - 1] != j) {  // rows j and j + 1 together; j + 1 is then ready when asked for
-          ensure(l - 1, j + 2);
-          compute_pair(l - 1, j);
-          pre_[l - 1] = j + 1;
+        if (j > pre_[l - 1]) {  // rows j .. j+3 together; the others are then ready when asked for
+          ensure(l - 1, j + 4);
+          compute_quad(l - 1, j);
+          pre_[l - 1] = j + 3;
         }
       } else if (l > 0 && inside) {
         ensure(l - 1, j + layers_[l - 1].rad);
@@ -289,82 +322,117 @@ class Band {
   }
 
 #if ESPCN_HAVE_SHUFFLE
-  // Hidden 3x3 layer l by Winograd F(2x2, 3x3): output rows j and j + 1 into ring l+1 (activated; a row outside
-  // [vy0, vy1) or a column outside [vx0, vx1) is zero). Input rows j-1 .. j+2 of ring l.
-  void compute_pair(int l, int j) {
+  // 3x3 layer l by Winograd F(4x4, 3x3): output rows j .. j+3 from input rows j-1 .. j+4, into ring l+1 or (last
+  // layer) shuffled into the HR output. Tile t: input columns 4t .. 4t+5 (padded), outputs 4t .. 4t+3; lanes are
+  // tiles (phases of 4 loads).
+  void compute_quad(int l, int j) {
     const Layer& ly = layers_[l];
-    const int W = net_.width, cin = ly.cin, cout = ly.cout, T = (W + 1) / 2;
-    const std::size_t plane = plane_[l], dplane = plane_[l + 1];
-    const float* rows[4];
-    for (int i = 0; i < 4; ++i) rows[i] = slot(l, j - 1 + i);
-    float* dst[2] = {slot(l + 1, j) + pad_[l + 1], slot(l + 1, j + 1) + pad_[l + 1]};
+    const int W = net_.width, cin = ly.cin, cout = ly.cout, T = (W + 3) / 4;
+    const std::size_t plane = plane_[l];
+    const float* rows[6];
+    for (int i = 0; i < 6; ++i) rows[i] = slot(l, j - 1 + i);
+    const bool last = l == L_ - 1;
+    const std::size_t dplane = last ? 0 : plane_[l + 1];
+    float* dst[4] = {};
+    for (int dy = 0; dy < 4 && !last; ++dy) dst[dy] = slot(l + 1, j + dy) + pad_[l + 1];
     float* V = vbuf_.data();
     float* M = mbuf_.data();
+    const std::size_t xs = vstride(cin);
     for (int t0 = 0; t0 < T; t0 += kWinoTB) {
-      // V[a*4+b][ic][t] = (B^T d B)[a][b] of tile t0 + t, d = rows j-1..j+2 x padded columns 2t..2t+3
+      // V[a*6+b][ic][t] = (B^T d B)[a][b] of tile t0 + t
       for (int ic = 0; ic < cin; ++ic) {
         for (int q = 0; q < kWinoNP; ++q) {
-          vf u[4][4];
-          for (int i = 0; i < 4; ++i) {
-            const float* p = rows[i] + ic * plane + 2 * (t0 + q * VL);
-            vf a0 = loadu(p), a1 = loadu(p + VL), b0 = loadu(p + 2), b1 = loadu(p + 2 + VL);
-            vf e = __builtin_shuffle(a0, a1, kEven), o = __builtin_shuffle(a0, a1, kOdd);
-            vf e2 = __builtin_shuffle(b0, b1, kEven), o2 = __builtin_shuffle(b0, b1, kOdd);
-            u[i][0] = e - e2, u[i][1] = o + e2, u[i][2] = e2 - o, u[i][3] = o - o2;
+          vf u[6][6];
+          for (int i = 0; i < 6; ++i) {
+            const float* p = rows[i] + ic * plane + 4 * (t0 + q * VL);
+            const float* p4 = p + 4;
+            vf d[6];
+            vf e01 = __builtin_shuffle(loadu(p), loadu(p + VL), kEven);
+            vf o01 = __builtin_shuffle(loadu(p), loadu(p + VL), kOdd);
+            vf e23 = __builtin_shuffle(loadu(p + 2 * VL), loadu(p + 3 * VL), kEven);
+            vf o23 = __builtin_shuffle(loadu(p + 2 * VL), loadu(p + 3 * VL), kOdd);
+            d[0] = __builtin_shuffle(e01, e23, kEven), d[2] = __builtin_shuffle(e01, e23, kOdd);
+            d[1] = __builtin_shuffle(o01, o23, kEven), d[3] = __builtin_shuffle(o01, o23, kOdd);
+            vf f01 = __builtin_shuffle(loadu(p4), loadu(p4 + VL), kEven);
+            vf g01 = __builtin_shuffle(loadu(p4), loadu(p4 + VL), kOdd);
+            vf f23 = __builtin_shuffle(loadu(p4 + 2 * VL), loadu(p4 + 3 * VL), kEven);
+            vf g23 = __builtin_shuffle(loadu(p4 + 2 * VL), loadu(p4 + 3 * VL), kOdd);
+            d[4] = __builtin_shuffle(f01, f23, kEven), d[5] = __builtin_shuffle(g01, g23, kEven);
+            bt6(d, u[i]);
           }
-          for (int b = 0; b < 4; ++b) {
-            float* v = V + (std::size_t)ic * kWinoTB + q * VL;
-            const std::size_t xs = vstride(cin);
-            storeu(v + (0 * 4 + b) * xs, u[0][b] - u[2][b]);
-            storeu(v + (1 * 4 + b) * xs, u[1][b] + u[2][b]);
-            storeu(v + (2 * 4 + b) * xs, u[2][b] - u[1][b]);
-            storeu(v + (3 * 4 + b) * xs, u[1][b] - u[3][b]);
+          float* v = V + (std::size_t)ic * kWinoTB + q * VL;
+          for (int b = 0; b < 6; ++b) {
+            vf col[6] = {u[0][b], u[1][b], u[2][b], u[3][b], u[4][b], u[5][b]}, r[6];
+            bt6(col, r);
+            for (int a = 0; a < 6; ++a) storeu(v + (a * 6 + b) * xs, r[a]);
           }
         }
       }
       int o0 = 0;
       for (int no : ly.chunks) {
         BlockFn fn = wino_block_fn(no);
-        for (int xi = 0; xi < 16; ++xi) {
-          const float* vr = V + (std::size_t)xi * vstride(cin);
+        for (int xi = 0; xi < 36; ++xi) {
+          const float* vr = V + (std::size_t)xi * xs;
           fn(&vr, kWinoTB, 1, cin, 0, ly.wino.data() + (std::size_t)xi * cin * cout + o0, cout, zeros_, kActLinear,
              M + (std::size_t)xi * no * kWinoTB);
         }
-        // Y = A^T M A per tile, + bias, activation; lanes are tiles, so zip the two columns into pixels.
+        // Y = A^T M A per tile, + bias, activation; lanes are tiles: zip the 4 column phases into pixels
         for (int o = 0; o < no; ++o) {
           const vf bias = (vf){} + ly.bias[o0 + o];
           for (int q = 0; q < kWinoNP; ++q) {
-            vf m[16];
-            for (int xi = 0; xi < 16; ++xi) m[xi] = loadu(M + ((std::size_t)xi * no + o) * kWinoTB + q * VL);
-            vf s0[4], s1[4];
-            for (int a = 0; a < 4; ++a) {
-              s0[a] = m[a * 4 + 0] + m[a * 4 + 1] + m[a * 4 + 2];
-              s1[a] = m[a * 4 + 1] - m[a * 4 + 2] - m[a * 4 + 3];
-            }
-            vf y[2][2] = {{s0[0] + s0[1] + s0[2], s1[0] + s1[1] + s1[2]},
-                          {s0[1] - s0[2] - s0[3], s1[1] - s1[2] - s1[3]}};
-            const int x = 2 * (t0 + q * VL);
+            const int x = 4 * (t0 + q * VL);
             if (x >= W) break;
-            const int n = std::min(2 * VL, W - x);
-            for (int dy = 0; dy < 2; ++dy) {
-              vf e = activate(y[dy][0] + bias, net_.activation), od = activate(y[dy][1] + bias, net_.activation);
-              float* d = dst[dy] + (o0 + o) * dplane + x;
-              if (n == 2 * VL) {
-                storeu(d, __builtin_shuffle(e, od, kZipLo));
-                storeu(d + VL, __builtin_shuffle(e, od, kZipHi));
-              } else {
-                float t[2 * VL];
-                storeu(t, __builtin_shuffle(e, od, kZipLo));
-                storeu(t + VL, __builtin_shuffle(e, od, kZipHi));
-                std::memcpy(d, t, n * sizeof(float));
+            vf s[6][4];
+            for (int a = 0; a < 6; ++a) {
+              vf m[6];
+              for (int b = 0; b < 6; ++b) m[b] = loadu(M + ((std::size_t)(a * 6 + b) * no + o) * kWinoTB + q * VL);
+              at6(m, s[a]);
+            }
+            vf y[4][4];  // y[row][column phase]
+            for (int c = 0; c < 4; ++c) {
+              vf col[6] = {s[0][c], s[1][c], s[2][c], s[3][c], s[4][c], s[5][c]}, r[4];
+              at6(col, r);
+              for (int rr = 0; rr < 4; ++rr) y[rr][c] = activate(r[rr] + bias, last ? kActLinear : net_.activation);
+            }
+            const int n = std::min(4 * VL, W - x);
+            if (last) {  // depth-to-space: channel (i*r + jj)*C + cc of LR pixel (row, 4t + c) -> HR
+              const int r = net_.scale, C = net_.in_channels;
+              for (int rr = 0; rr < 4 && j + rr < ye_; ++rr) {
+                float* base = out_ + (std::size_t)r * (j + rr) * r * W * C + shuffle_[o0 + o];
+                for (int c = 0; c < 4; ++c) {
+                  float v[VL];
+                  storeu(v, y[rr][c]);
+                  for (int ti = 0; ti < VL && x + 4 * ti + c < W; ++ti) base[(std::size_t)r * (x + 4 * ti + c) * C] = v[ti];
+                }
               }
+              continue;
+            }
+            for (int rr = 0; rr < 4; ++rr) {
+              vf z01l = __builtin_shuffle(y[rr][0], y[rr][1], kZipLo);
+              vf z01h = __builtin_shuffle(y[rr][0], y[rr][1], kZipHi);
+              vf z23l = __builtin_shuffle(y[rr][2], y[rr][3], kZipLo);
+              vf z23h = __builtin_shuffle(y[rr][2], y[rr][3], kZipHi);
+              float* d = dst[rr] + (o0 + o) * dplane + x;
+              float t[4 * VL];
+              float* w = n == 4 * VL ? d : t;
+              storeu(w, __builtin_shuffle(z01l, z23l, kPairLo));
+              storeu(w + VL, __builtin_shuffle(z01l, z23l, kPairHi));
+              storeu(w + 2 * VL, __builtin_shuffle(z01h, z23h, kPairLo));
+              storeu(w + 3 * VL, __builtin_shuffle(z01h, z23h, kPairHi));
+              if (w == t) std::memcpy(d, t, n * sizeof(float));
             }
           }
         }
         o0 += no;
       }
     }
-    for (int dy = 0; dy < 2; ++dy) {
+    if (!last) zero_outside(dst, 4, j, cout, dplane);
+  }
+
+  // Rows of a Winograd group outside [vy0, vy1) become zero rows, and columns outside [vx0, vx1) zeros.
+  void zero_outside(float* const* dst, int m, int j, int cout, std::size_t dplane) {
+    const int W = net_.width;
+    for (int dy = 0; dy < m; ++dy) {
       const int jj = j + dy;
       const bool row_in = jj >= vy0_ && jj < vy1_;
       for (int o = 0; o < cout; ++o) {
@@ -378,8 +446,9 @@ class Band {
       }
     }
   }
+
 #else
-  void compute_pair(int, int) {}
+  void compute_quad(int, int) {}
 #endif
 
   // Layer l's output row j: into ring l+1 (activated, zero outside [vx0, vx1)), or shuffled into the HR output.
@@ -435,14 +504,15 @@ class Band {
   float* out_;
   int L_;
   int vy0_, vy1_, vx0_, vx1_;
+  int ye_ = 0;  // the band's end row (the last layer writes no row at or past it)
   std::vector<std::vector<float>> rings_;
   std::vector<std::size_t> plane_;
   std::vector<int> pad_;
   std::vector<int> done_;
-  std::vector<int> pre_;    // per layer: the output row its last Winograd pair computed ahead
+  std::vector<int> pre_;    // per layer: the last output row a Winograd group computed (ahead of the need)
   std::vector<float> tmp_;
-  std::vector<float> vbuf_;  // Winograd: transformed input tiles [16][cin][TB]
-  std::vector<float> mbuf_;  // Winograd: products [16][NO][TB]
+  std::vector<float> vbuf_;  // Winograd: transformed input tiles [36][cin][TB]
+  std::vector<float> mbuf_;  // Winograd: products [36][NO][TB]
   const float zeros_[kMaxNO] = {};
   std::vector<std::size_t> shuffle_;
 };
@@ -467,8 +537,10 @@ extern "C" int espcn_forward(const NetDesc* net, const float* packed, const floa
     ly.bias = p;
     p += ly.cout;
     ly.chunks = chunks(ly.cout);
-    if (ESPCN_HAVE_SHUFFLE && net->winograd && ly.k == 3 && ly.cin >= 8 && l < net->num_layers - 1)
+    if (ESPCN_HAVE_SHUFFLE && net->winograd && ly.k == 3 && ly.cin >= 8) {
+      ly.wino_m = 4;
       ly.wino = winograd_weights(ly.w, ly.cin, ly.cout);
+    }
     layers.push_back(std::move(ly));
   }
   const int B = net->batch, H = net->height, W = net->width, C = net->in_channels, r = net->scale;

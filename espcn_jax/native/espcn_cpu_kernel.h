@@ -13,7 +13,7 @@ struct NetDesc {
   int channels[17];  // channels[0] = C, channels[l + 1] = outputs of layer l
   int activation;    // kAct*: after every layer but the last
   int num_threads;
-  int winograd;  // 1: hidden 3x3 layers by Winograd F(2x2, 3x3) (2.25x fewer multiplies); 0: direct
+  int winograd;  // 1: 3x3 layers with >= 8 inputs by Winograd F(4x4, 3x3); 0: direct convolution
 };
 
 // Packed weights, layer after layer: kernel [k][k][cin][cout] (HWIO) then bias [cout]. Returns 0 on success.
