@@ -28,6 +28,7 @@ import pathlib
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import jax
@@ -36,7 +37,7 @@ import numpy as np
 
 _HERE = pathlib.Path(__file__).resolve().parent
 SOURCES = ("espcn_cpu_kernel.cc", "espcn_cpu_ffi.cc")
-HEADERS = ("espcn_cpu_kernel.h",)
+HEADERS = ("espcn_cpu_kernel.h", "espcn_cpu_blocks.h")
 TARGET = "espcn_forward_cpu"
 ACTIVATION_CODES = {"linear": 0, "tanh": 1, "relu": 2}
 
@@ -81,6 +82,8 @@ def build(force: bool = False) -> pathlib.Path:
   out.parent.mkdir(parents=True, exist_ok=True)
   fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
   os.close(fd)
+  print(f"espcn_jax.native: building the CPU kernel for this machine (once, a few seconds) into {out.parent}",
+        file=sys.stderr, flush=True)
   cmd = [cxx, "-O3", f"-march={march}", "-std=c++17", "-shared", "-fPIC", "-pthread",
          "-isystem", jax.ffi.include_dir(), *[str(_HERE / s) for s in SOURCES], "-o", tmp]
   try:

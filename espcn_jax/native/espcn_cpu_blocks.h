@@ -1,0 +1,210 @@
+// Building blocks of the CPU kernel (included by espcn_cpu_kernel.cc only): the vector type for the -march the
+// library is built for, tanh, the register-blocked direct convolution, and the Winograd F(4x4, 3x3) transforms.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "espcn_cpu_kernel.h"
+
+#if defined(__AVX512F__)
+#define ESPCN_VL 16
+#define ESPCN_ACC 24  // of 32 zmm registers
+#define ESPCN_ISA "avx512"
+#elif defined(__AVX2__)
+#define ESPCN_VL 8
+#define ESPCN_ACC 12  // of 16 ymm registers
+#define ESPCN_ISA "avx2"
+#else
+#define ESPCN_VL 4
+#define ESPCN_ACC 12
+#define ESPCN_ISA "generic"
+#endif
+
+namespace {
+
+constexpr int VL = ESPCN_VL;      // floats per vector register
+constexpr int ACC = ESPCN_ACC;    // accumulator registers per block (of 32 zmm / 16 ymm)
+typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+
+inline vf loadu(const float* p) {
+  vf v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void storeu(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+
+// tanh as a clamped odd rational function (13/6), max abs error ~1e-7 on float32 (the form XLA/Eigen use).
+inline vf vtanh(vf x) {
+  const float kClamp = 7.90531110763549805f;
+  vf c = x;
+  c = c > kClamp ? (vf){} + kClamp : c;
+  c = c < -kClamp ? (vf){} - kClamp : c;
+  vf x2 = c * c;
+  vf p = (vf){} + -2.76076847742355e-16f;
+  p = p * x2 + 2.00018790482477e-13f;
+  p = p * x2 + -8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  p = p * c;
+  vf q = (vf){} + 1.19825839466702e-06f;
+  q = q * x2 + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  vf t = p / q;
+  // tiny |x|: tanh(x) = x to float precision (keeps the sign of zero and avoids the rational's rounding)
+  vf ax = x < 0 ? -x : x;
+  return ax < 0.0004f ? x : t;
+}
+
+inline vf activate(vf v, int activation) {
+  if (activation == kActTanh) return vtanh(v);
+  if (activation == kActRelu) return v > 0 ? v : (vf){};
+  return v;
+}
+
+// Activation rows are channel-planar: a row of a C-channel activation is C planes of `plane` floats, the W pixels
+// at offset `pad` (the next layer's k/2) with zeros around them, so SAME padding reads zeros.
+//
+// acc[o][q] = bias[o] + sum_{ky,kx,ic} w[ky][kx][ic][o] * in[ky][ic][x + q*VL + kx .. + VL]: NO output channels x
+// NP vectors of VL consecutive pixels in registers; per (tap, ic) NP vector loads and NO weight broadcasts.
+template <int NO, int NP>
+void conv_block(const float* const* rows, std::size_t plane, int k, int cin, int x, const float* w, int cout,
+                const float* bias, int activation, float* out /* [NO][NP * VL] */) {
+  vf acc[NO][NP];
+#pragma GCC unroll 16
+  for (int o = 0; o < NO; ++o) {
+#pragma GCC unroll 4
+    for (int q = 0; q < NP; ++q) acc[o][q] = (vf){} + bias[o];
+  }
+  for (int ky = 0; ky < k; ++ky) {
+    for (int kx = 0; kx < k; ++kx) {
+      const float* in = rows[ky] + x + kx;
+      const float* wt = w + (std::size_t)(ky * k + kx) * cin * cout;
+      for (int ic = 0; ic < cin; ++ic) {
+        vf xin[NP];
+#pragma GCC unroll 4
+        for (int q = 0; q < NP; ++q) xin[q] = loadu(in + (std::size_t)ic * plane + q * VL);
+        const float* wo = wt + (std::size_t)ic * cout;
+#pragma GCC unroll 16
+        for (int o = 0; o < NO; ++o) {
+          vf wb = (vf){} + wo[o];
+#pragma GCC unroll 4
+          for (int q = 0; q < NP; ++q) acc[o][q] += wb * xin[q];
+        }
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int o = 0; o < NO; ++o) {
+#pragma GCC unroll 4
+    for (int q = 0; q < NP; ++q) storeu(out + (o * NP + q) * VL, activate(acc[o][q], activation));
+  }
+}
+
+constexpr int kMaxNO = ACC / 2;  // output channels per block: 12 with AVX-512, 6 with 16 vector registers
+constexpr int kMaxNP = 4;
+constexpr int block_vectors(int no) { return ACC / no < 1 ? 1 : (ACC / no > kMaxNP ? kMaxNP : ACC / no); }
+
+typedef void (*BlockFn)(const float* const*, std::size_t, int, int, int, const float*, int, const float*, int, float*);
+
+template <int NO>
+BlockFn block_for() { return conv_block<NO, block_vectors(NO)>; }
+
+BlockFn block_fn(int no) {
+  static const BlockFn fns[13] = {nullptr, block_for<1>(), block_for<2>(), block_for<3>(), block_for<4>(),
+                                          block_for<5>(), block_for<6>(), block_for<7>(), block_for<8>(),
+                                          block_for<9>(), block_for<10>(), block_for<11>(), block_for<12>()};
+  return fns[no];
+}
+
+// Winograd F(4x4, 3x3) (Lavin & Gray 2016) for 3x3 layers with >= 8 inputs: 36 products per 4x4 outputs instead of
+// 144. Tiles are vectorised VL at a time; a tile's input columns 4t..4t+5 come from 4-way deinterleaved loads.
+constexpr int kWinoNP = 2;                 // tile vectors per block
+constexpr int kWinoTB = kWinoNP * VL;      // tiles per block
+#if defined(__GNUC__) && !defined(__clang__)
+#define ESPCN_HAVE_SHUFFLE 1
+typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));
+#if ESPCN_VL == 16
+const vi kEven = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+const vi kOdd = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+const vi kZipLo = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+const vi kZipHi = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+const vi kPairLo = {0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23};
+const vi kPairHi = {8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31};
+#elif ESPCN_VL == 8
+const vi kEven = {0, 2, 4, 6, 8, 10, 12, 14};
+const vi kOdd = {1, 3, 5, 7, 9, 11, 13, 15};
+const vi kZipLo = {0, 8, 1, 9, 2, 10, 3, 11};
+const vi kZipHi = {4, 12, 5, 13, 6, 14, 7, 15};
+const vi kPairLo = {0, 1, 8, 9, 2, 3, 10, 11};
+const vi kPairHi = {4, 5, 12, 13, 6, 7, 14, 15};
+#else
+const vi kEven = {0, 2, 4, 6};
+const vi kOdd = {1, 3, 5, 7};
+const vi kZipLo = {0, 4, 1, 5};
+const vi kZipHi = {2, 6, 3, 7};
+const vi kPairLo = {0, 1, 4, 5};
+const vi kPairHi = {2, 3, 6, 7};
+#endif
+#else
+#define ESPCN_HAVE_SHUFFLE 0
+#endif
+
+// Floats between the 16 transformed planes: padded by a cache line so the 16 store streams do not share cache sets.
+inline std::size_t vstride(int cin) { return (std::size_t)cin * kWinoTB + 16; }
+
+template <int NO>
+BlockFn wino_block_for() { return conv_block<NO, kWinoNP>; }
+
+BlockFn wino_block_fn(int no) {
+  static const BlockFn fns[13] = {
+      nullptr, wino_block_for<1>(), wino_block_for<2>(), wino_block_for<3>(), wino_block_for<4>(),
+      wino_block_for<5>(), wino_block_for<6>(), wino_block_for<7>(), wino_block_for<8>(), wino_block_for<9>(),
+      wino_block_for<10>(), wino_block_for<11>(), wino_block_for<12>()};
+  return fns[no];
+}
+
+// U = G g G^T for every (ic, oc): [36][cin][cout], from HWIO 3x3 weights (F(4x4, 3x3)).
+std::vector<float> winograd_weights(const float* w, int cin, int cout) {
+  static const double G4[6][3] = {{1 / 4., 0, 0},          {-1 / 6., -1 / 6., -1 / 6.}, {-1 / 6., 1 / 6., -1 / 6.},
+                                  {1 / 24., 1 / 12., 1 / 6.}, {1 / 24., -1 / 12., 1 / 6.}, {0, 0, 1}};
+  const int n = 6;
+  auto G = [&](int a, int i) { return G4[a][i]; };
+  std::vector<float> u((std::size_t)n * n * cin * cout);
+  for (int ic = 0; ic < cin; ++ic)
+    for (int oc = 0; oc < cout; ++oc)
+      for (int a = 0; a < n; ++a)
+        for (int b = 0; b < n; ++b) {
+          double acc = 0;
+          for (int i = 0; i < 3; ++i)
+            for (int j = 0; j < 3; ++j) acc += G(a, i) * w[((std::size_t)(i * 3 + j) * cin + ic) * cout + oc] * G(b, j);
+          u[((std::size_t)(a * n + b) * cin + ic) * cout + oc] = (float)acc;
+        }
+  return u;
+}
+
+// Winograd F(4, 3) transforms in 1D: input B^T d (6 -> 6) and output A^T m (6 -> 4) (Lavin & Gray 2016).
+inline void bt6(const vf* d, vf* r) {
+  vf t1 = d[4] - 4.0f * d[2], t2 = d[3] - 4.0f * d[1], t3 = d[4] - d[2], t4 = 2.0f * (d[3] - d[1]);
+  r[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+  r[1] = t1 + t2, r[2] = t1 - t2, r[3] = t3 + t4, r[4] = t3 - t4;
+  r[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+}
+inline void at6(const vf* m, vf* y) {
+  vf a = m[1] + m[2], b = m[1] - m[2], c = m[3] + m[4], d = m[3] - m[4];
+  y[0] = m[0] + a + c, y[1] = b + 2.0f * d, y[2] = a + 4.0f * c, y[3] = b + 8.0f * d + m[5];
+}
+
+// cout split into near-equal chunks of at most kMaxNO channels (64 -> 6 x 11ish, 32 -> 3 x 11ish, 9 -> 9).
+std::vector<int> chunks(int cout) {
+  int n = (cout + kMaxNO - 1) / kMaxNO;
+  std::vector<int> c;
+  for (int i = 0; i < n; ++i) c.push_back(cout * (i + 1) / n - cout * i / n);
+  return c;
+}
+
+}  // namespace
