@@ -216,8 +216,8 @@ def torch_peer(net, x_nhwc, dtype: str, compiled: bool, iters: int, warmup: int)
 def export_onnx(params, spec, path):
   """The project's own ONNX export (`python -m espcn_jax.export`: DepthToSpace DCR, dynamic sizes), as deployed."""
   import onnx  # pylint: disable=import-outside-toplevel
-  from espcn_jax import export  # pylint: disable=import-outside-toplevel  (imports no TensorFlow)
-  onnx.save(export.onnx_model(params, spec), str(path))
+  from espcn_jax import exporters  # pylint: disable=import-outside-toplevel  (imports no TensorFlow)
+  onnx.save(exporters.onnx_model(params, spec), str(path))
 
 
 def onnxruntime_peer(path, x_nhwc, iters: int, warmup: int):
