@@ -120,3 +120,12 @@ def test_other_vector_widths_build_and_agree(march, isa, tmp_path):
   proc = subprocess.run([sys.executable, "-c", _VARIANT_CHECK], env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.strip().splitlines()[-1] == isa
+
+
+def test_unwritable_cache_falls_back_to_temp(monkeypatch, tmp_path):
+  (tmp_path / "a_file").write_text("not a directory")  # mkdir under it fails, even for root
+  monkeypatch.setenv("ESPCN_JAX_CACHE", str(tmp_path / "a_file" / "cache"))
+  monkeypatch.setattr(native.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+  if native._compiler() is None:
+    pytest.skip("no compiler")
+  assert native.build(force=True).parent == tmp_path / "tmp" / f"espcn_jax-native-{os.getuid()}"

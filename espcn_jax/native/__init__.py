@@ -76,11 +76,19 @@ def build(force: bool = False) -> pathlib.Path:
     h.update((_HERE / name).read_bytes())
   march = os.environ.get("ESPCN_JAX_NATIVE_MARCH", "native")
   h.update(f"{jaxlib.__version__}|{cxx}|{march}|{_cpu_fingerprint()}".encode())
-  out = cache_dir() / f"libespcn_cpu_{h.hexdigest()[:16]}.so"
-  if out.exists() and not force:
-    return out
-  out.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+  name = f"libespcn_cpu_{h.hexdigest()[:16]}.so"
+  for d in (cache_dir(), pathlib.Path(tempfile.gettempdir()) / f"espcn_jax-native-{os.getuid()}"):
+    out = d / name
+    if out.exists() and not force:
+      return out
+    try:  # the cache directory may be read-only (a shared home): then the temp directory
+      out.parent.mkdir(parents=True, exist_ok=True)
+      fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+      break
+    except OSError as e:
+      err = e
+  else:
+    raise RuntimeError(f"no writable directory for the CPU kernel: {err}")
   os.close(fd)
   print(f"espcn_jax.native: building the CPU kernel for this machine (once, a few seconds) into {out.parent}",
         file=sys.stderr, flush=True)
