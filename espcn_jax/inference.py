@@ -56,6 +56,8 @@ def resolve_method(method: str, dtype=None) -> str:
   float32 = dtype is None or jnp.dtype(dtype) == jnp.float32
   if method == "native" and not float32:
     raise ValueError(f"method 'native' computes in float32 only, got dtype {jnp.dtype(dtype).name}")
+  if method == "native" and not native.available():
+    raise ValueError(f"method 'native' is unavailable here: {native.unavailable_reason()}")
   if method == "auto":
     return "native" if float32 and jax.default_backend() == "cpu" and native.available() else "conv"
   return method

@@ -87,6 +87,8 @@ def test_unavailable_falls_back(monkeypatch):
   assert not native.available()
   assert "ESPCN_JAX_NATIVE=0" in native.unavailable_reason()
   assert inference.resolve_method("auto") == "conv"
+  with pytest.raises(ValueError, match="unavailable here: turned off"):
+    inference.resolve_method("native")
   with pytest.raises(RuntimeError, match="unavailable"):
     native.forward({}, np.zeros((1, 4, 4, 1), np.float32), SPECS[0])
 
