@@ -23,48 +23,25 @@ import pathlib
 import sys
 import tempfile
 
-import jax
 import numpy as np
 from tqdm import tqdm
 
-from espcn_jax import image_ops, images, metrics, model, weights
-
-_apply = jax.jit(model.apply, static_argnames=("spec",))
+from espcn_jax import image_ops, images, metrics, model, validation, weights
 
 
 def evaluate_image(hr_u8, scale: int, *, params=None, spec: model.Spec | None = None, degradation: str = "bicubic",
                    sigma: float = 1.6, kernel_size: int = 7) -> dict[str, tuple[float, float]]:
   """Scores one uint8 HR image (HxW or HxWx3): {"bicubic": (psnr, ssim), "espcn": (psnr, ssim) if params}."""
-  hr_u8 = image_ops.modcrop(np.asarray(hr_u8), scale)
-  if min(hr_u8.shape[:2]) < scale:
-    raise ValueError(f"image of {hr_u8.shape[0]}x{hr_u8.shape[1]} pixels is smaller than the scale {scale}")
-  y8 = image_ops.luma_uint8(hr_u8)
-  if y8.ndim == 3:
-    y8 = y8[..., 0]
-  y = y8.astype(np.float32) / 255.0
-  deg = dict(method=degradation, sigma=sigma, kernel_size=kernel_size)
-  lr_y = image_ops.degrade(y, scale, **deg)
-  out_shape = y.shape
+  channels = spec.channels if (params is not None and spec is not None) else 1
+  p = validation.prepare(hr_u8, scale, channels=channels, degradation=degradation, sigma=sigma,
+                         kernel_size=kernel_size)
 
-  def score(sr01_HxW):
-    sr = metrics.quantize(sr01_HxW)
-    return metrics.psnr(sr, y8, scale), metrics.ssim(sr, y8, scale)
+  def score(y_HxW):
+    return metrics.psnr(y_HxW, p.y8_HxW, scale), metrics.ssim(y_HxW, p.y8_HxW, scale)
 
-  result = {"bicubic": score(image_ops.imresize(lr_y, scale, output_shape=out_shape))}
+  result = {"bicubic": score(validation.bicubic_y(p, scale))}
   if params is not None:
-    if spec.channels == 1:
-      sr = _apply(params, lr_y[None, :, :, None], spec)[0, :, :, 0]
-      result["espcn"] = score(sr)
-    else:
-      gray = hr_u8.ndim == 2
-      rgb = np.repeat(hr_u8[..., None], 3, axis=-1) if gray else hr_u8
-      lr_rgb = image_ops.degrade(rgb.astype(np.float32) / 255.0, scale, **deg)
-      sr_rgb = np.asarray(_apply(params, lr_rgb[None], spec)[0])
-      if gray:
-        result["espcn"] = score(sr_rgb.mean(axis=-1))
-      else:
-        sr_y8 = image_ops.luma_uint8(metrics.quantize(sr_rgb).astype(np.uint8))
-        result["espcn"] = (metrics.psnr(sr_y8, y8, scale), metrics.ssim(sr_y8, y8, scale))
+    result["espcn"] = score(validation.model_y(p, params, spec))
   return result
 
 

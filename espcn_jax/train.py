@@ -2,6 +2,7 @@
 
     python -m espcn_jax.train                                   # x3 on T91, tanh, into workdirs/espcn_x3_t91
     python -m espcn_jax.train --config configs/t91_x2.py --workdir workdirs/x2 --config.batch_size=128
+    python -m espcn_jax.train --config configs/t91_x3_cpu.py        # without a GPU: ~10 min on 2 cores
     python -m espcn_jax.train --config configs/smoke.py --workdir /tmp/smoke --config.optim.learning_rate=0.003
 
 Rerunning the same command resumes exactly from the latest checkpoint in the workdir (the patch sampler's state is
@@ -18,11 +19,11 @@ import copy
 import importlib.util
 import json
 import math
-import os
 import pathlib
-import signal
 import sys
 import time
+
+from espcn_jax import train_io
 
 DEFAULT_CONFIG = "t91_x3_tanh.py"
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
@@ -51,7 +52,8 @@ def default_config() -> dict:
       "steps_per_epoch": 200,
       "num_epochs": 300,
       "optim": {"learning_rate": 0.01, "min_learning_rate": 1e-4, "plateau_factor": 0.1, "plateau_patience": 10,
-                "plateau_rtol": 1e-3, "plateau_cooldown": 0, "last_layer_lr_scale": 0.1},
+                "plateau_rtol": 1e-3, "plateau_cooldown": 0, "last_layer_lr_scale": 0.1,
+                "decay_steps": 0},  # > 0: cosine lr decay to min_learning_rate over that many steps
       "early_stop_patience": 100,  # epochs without improvement of `early_stop_metric`; 0 disables
       "early_stop_metric": "train_loss",  # "train_loss" (the paper) or "val_psnr"
       "eval_every_epochs": 1,
@@ -59,6 +61,7 @@ def default_config() -> dict:
       "max_minutes": 0.0,  # wall-clock budget of this invocation (0: none); the best weights are exported anyway
       "seed": 0,
       "compute_dtype": "float32",  # or "bfloat16"
+      "cpu_ynn_fusion": True,  # XLA:CPU: YNNPACK fusions for dots, elementwise ops, reductions (same math, faster)
       "distributed": False,  # jax.distributed.initialize() (multi-host; coordinator from the environment)
       "coordinator_address": "", "num_processes": 0, "process_id": -1,
       "tensorboard": True,
@@ -165,81 +168,6 @@ def resume_keys(cfg: dict) -> dict:
 # The training loop.
 
 
-def _primary() -> bool:
-  import jax
-  return jax.process_index() == 0
-
-
-def _say(msg: str) -> None:
-  if _primary():
-    from tqdm import tqdm
-    tqdm.write(msg, file=sys.stderr)
-
-
-class _StopFlag:
-  """First SIGINT / SIGTERM: ask the loop to save and stop at the next step boundary; second SIGINT: abort."""
-
-  def __init__(self):
-    self.requested, self._old = False, {}
-
-  def _handler(self, signum, frame):
-    if self.requested and signum == signal.SIGINT:
-      raise KeyboardInterrupt
-    self.requested = True
-    _say("stop requested: saving a checkpoint at the next step boundary (Ctrl-C again to abort)")
-
-  def __enter__(self):
-    import threading
-    if threading.current_thread() is threading.main_thread():
-      for s in (signal.SIGINT, signal.SIGTERM):
-        self._old[s] = signal.signal(s, self._handler)
-    return self
-
-  def __exit__(self, *exc):
-    for s, h in self._old.items():
-      signal.signal(s, h)
-
-
-class _Logs:
-  """metrics.jsonl (rows after the resumed step are dropped first) and TensorBoard events when available."""
-
-  def __init__(self, workdir: pathlib.Path, resume_step: int, tensorboard: bool):
-    self.path, self.tb, self.tbx = workdir / "metrics.jsonl", None, None
-    if self.path.exists():
-      rows = [r for r in self.path.read_text().splitlines() if r.strip() and json.loads(r)["step"] <= resume_step]
-      tmp = self.path.with_name(self.path.name + ".tmp")
-      tmp.write_text("".join(r + "\n" for r in rows))
-      tmp.replace(self.path)
-    if not tensorboard:
-      return
-    try:
-      import tensorboard  # noqa: F401  (TensorFlow >= 2.20 writes summaries only when it is installed)
-      import tensorflow as tf
-      tf.config.set_visible_devices([], "GPU")
-      self.tb = tf.summary.create_file_writer(str(workdir / "tensorboard"))
-    except ImportError:
-      try:
-        import tensorboardX
-        self.tbx = tensorboardX.SummaryWriter(str(workdir / "tensorboard"))
-      except ImportError:
-        _say("note: neither TensorFlow nor tensorboardX is installed: no TensorBoard events (metrics.jsonl only)")
-
-  def write(self, row: dict) -> None:
-    with open(self.path, "a") as f:
-      f.write(json.dumps(row) + "\n")
-    scalars = {k: v for k, v in row.items() if isinstance(v, (int, float)) and k not in ("step", "epoch")}
-    if self.tb is not None:
-      import tensorflow as tf
-      with self.tb.as_default():
-        for k, v in scalars.items():
-          tf.summary.scalar(k, v, step=row["step"])
-      self.tb.flush()
-    if self.tbx is not None:
-      for k, v in scalars.items():
-        self.tbx.add_scalar(k, v, row["step"])
-      self.tbx.flush()
-
-
 def _check_config(cfg: dict, num_devices: int) -> None:
   spe, k, b = cfg["steps_per_epoch"], cfg["steps_per_call"], cfg["batch_size"]
   if k < 1 or spe < 1 or spe % k:
@@ -263,10 +191,10 @@ def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int):
     if remote:
       raise TrainError(f"data.train={d['train']!r} needs data.backend=tfdata")
     imgs, stats = input_pipeline.load_images(d["train"].split("+"), channels=spec.channels, min_size=p,
-                                             progress=_primary())
-    _say(f"training data {d['train']}: {stats.summary()}")
+                                             progress=train_io.primary())
+    train_io.say(f"training data {d['train']}: {stats.summary()}")
     for msg in stats.corrupt:
-      _say(f"  skipped: {msg}")
+      train_io.say(f"  skipped: {msg}")
     return backend, input_pipeline.PatchSampler(imgs, patch_size=p, batch_size=cfg["batch_size"],
                                                 augment=d["augment"])
   if not remote:
@@ -293,11 +221,12 @@ def train(cfg: dict, workdir) -> int:
   import jax
   import numpy as np
   from tqdm import tqdm
-  from espcn_jax import checkpointing, evaluate, images, input_pipeline, model, optim, weights
+  from espcn_jax import checkpointing, images, input_pipeline, model, optim, validation, weights
   from espcn_jax import train_step as ts
 
   mesh = ts.make_mesh()
-  if cfg["steps_per_call"] == 0:  # auto: unrolled multi-step calls pay off on accelerators, not on XLA:CPU
+  if cfg["steps_per_call"] == 0:  # auto: on XLA:CPU with the YNNPACK fusions 8 steps per call gain only ~4% at
+    # batch 128 (1.3x at batch 16: configs/t91_x3_cpu.py sets 8), and 1 keeps epochs short; accelerators need 8
     cfg["steps_per_call"] = 1 if jax.default_backend() == "cpu" else 8
   _check_config(cfg, mesh.size)
   try:
@@ -306,8 +235,9 @@ def train(cfg: dict, workdir) -> int:
     raise TrainError(f"bad model config: {e}") from e
   d, o, spe, k = cfg["data"], cfg["optim"], cfg["steps_per_epoch"], cfg["steps_per_call"]
   val_dir = input_pipeline.resolve_folder(d["val"]) if d["val"] else None
-  if val_dir is not None:
-    images.list_images(val_dir)
+  val_set = None if val_dir is None else validation.load_set(  # HR Y, LR inputs, bicubic PSNR: once per run
+      val_dir, spec.scale, channels=spec.channels, degradation=d["degradation"], sigma=d["sigma"],
+      kernel_size=d["kernel_size"], name=d["val"])
   if not (d["train"].startswith("tfds:") or d["train"] == "imagenet_subset"):
     for name in d["train"].split("+"):  # missing / empty folders: fail before the workdir is touched
       images.list_images(input_pipeline.resolve_folder(name))
@@ -320,21 +250,24 @@ def train(cfg: dict, workdir) -> int:
   state = ts.put_replicated(ts.create_state(jax.random.PRNGKey(cfg["seed"]), spec, tx), mesh)
   if meta:
     state, meta = ckpt.restore(state)
-    _say(f"resuming from {workdir}/{checkpointing.LATEST_DIR} at step {int(state.step)}")
+    train_io.say(f"resuming from {workdir}/{checkpointing.LATEST_DIR} at step {int(state.step)}")
   degrade = ts.make_degrade(spec.scale, d["degradation"], d["sigma"], d["kernel_size"])
   dtype = None if cfg["compute_dtype"] == "float32" else cfg["compute_dtype"]
   step_fn = ts.make_train_step(spec, tx, degrade_fn=degrade, dtype=dtype)
   stacked = ts.batch_sharding(mesh)
+  copts = ts.compiler_options(jax.default_backend()) if cfg["cpu_ynn_fusion"] else None
   if backend == "memory":
-    multi = ts.jit_multi_step(ts.make_multi_step(step_fn, k, data.sample, stacked), mesh, with_batch=False)
+    multi = ts.jit_multi_step(ts.make_multi_step(step_fn, k, data.sample, stacked), mesh, with_batch=False,
+                              compiler_options=copts)
     data_dev = ts.put_replicated(data.data, mesh)
     next_input = lambda: data_dev
   else:
-    multi = ts.jit_multi_step(ts.make_multi_step(step_fn, k, None, stacked), mesh, with_batch=True)
+    multi = ts.jit_multi_step(ts.make_multi_step(step_fn, k, None, stacked), mesh, with_batch=True,
+                              compiler_options=copts)
     next_input = lambda: ts.put_batch(data.take(k), mesh)
 
   step, total = int(state.step), cfg["num_epochs"] * spe
-  logs = _Logs(workdir, step, cfg["tensorboard"]) if _primary() else None
+  logs = train_io.Logs(workdir, step, cfg["tensorboard"]) if train_io.primary() else None
   partial = meta.get("partial", {"sum": 0.0, "n": 0})
   best = {key: meta.get(key) for key in ("best_psnr", "best_step", "best_loss", "bad_epochs", "bicubic_psnr")}
   best["bad_epochs"] = best["bad_epochs"] or 0
@@ -356,9 +289,9 @@ def train(cfg: dict, workdir) -> int:
                        f"the last good checkpoint (step {ckpt.latest_step()}) in {workdir} is kept; "
                        f"try a lower optim.learning_rate")
 
-  bar = tqdm(total=total, initial=step, unit="step", desc=f"ESPCN x{spec.scale}", disable=not _primary(),
+  bar = tqdm(total=total, initial=step, unit="step", desc=f"ESPCN x{spec.scale}", disable=not train_io.primary(),
              dynamic_ncols=True, file=sys.stderr)
-  with _StopFlag() as stop:
+  with train_io.StopFlag() as stop:
     while step < total:
       state, metrics = multi(state, next_input())
       pending.append(metrics["loss"])
@@ -369,22 +302,21 @@ def train(cfg: dict, workdir) -> int:
       drain()
       if step % spe:  # stopped mid-epoch: save what is needed to resume exactly
         ckpt.save(step, state, meta_now())
-        _say(f"stopped at step {step}; checkpoint saved in {workdir}; rerun the same command to resume")
+        train_io.say(f"stopped at step {step}; checkpoint saved in {workdir}; rerun the same command to resume")
         stop_code = 130
         break
       epoch, seconds = step // spe, time.time() - t_epoch
       row = {"step": step, "epoch": epoch, "train_loss": partial["sum"] / partial["n"],
-             "learning_rate": float(optim.current_learning_rate(state.opt_state, o["learning_rate"])),
+             "learning_rate": float(optim.current_learning_rate(state.opt_state, o["learning_rate"],
+                                                                min_learning_rate=o["min_learning_rate"],
+                                                                decay_steps=o["decay_steps"])),
              "patches_per_s": spe * cfg["batch_size"] / seconds, "elapsed_s": time.time() - t_start}
       partial = {"sum": 0.0, "n": 0}
       improved = False
       if val_dir is not None and (epoch % cfg["eval_every_epochs"] == 0 or step >= total):
-        res = {r["method"]: r["psnr"] for r in evaluate.evaluate_folder(
-            val_dir, spec.scale, params=jax.device_get(state.params), spec=spec, degradation=d["degradation"],
-            sigma=d["sigma"], kernel_size=d["kernel_size"], errors=[])}
-        row["val_psnr"], best["bicubic_psnr"] = res["espcn"], res["bicubic"]
-        row["val_bicubic_psnr"] = res["bicubic"]
-        improved = best["best_psnr"] is None or res["espcn"] > best["best_psnr"]
+        row["val_psnr"] = validation.espcn_psnr(val_set, jax.device_get(state.params), spec)
+        row["val_bicubic_psnr"] = best["bicubic_psnr"] = val_set.bicubic_psnr
+        improved = best["best_psnr"] is None or row["val_psnr"] > best["best_psnr"]
       elif val_dir is None:
         improved = True  # no validation: the latest weights are exported
       if improved:
@@ -399,34 +331,34 @@ def train(cfg: dict, workdir) -> int:
         logs.write(row)
       val = (f", {d['val']} PSNR {row['val_psnr']:.2f} dB (bicubic {row['val_bicubic_psnr']:.2f})"
              if "val_psnr" in row else "")
-      _say(f"epoch {epoch}/{cfg['num_epochs']}: loss {row['train_loss']:.6f}{val}, lr {row['learning_rate']:.2g}, "
-           f"{row['patches_per_s']:.0f} patches/s")
+      train_io.say(f"epoch {epoch}/{cfg['num_epochs']}: loss {row['train_loss']:.6f}{val}, "
+                   f"lr {row['learning_rate']:.2g}, {row['patches_per_s']:.0f} patches/s")
       bar.set_postfix(loss=f"{row['train_loss']:.5f}", psnr=f"{row.get('val_psnr', float('nan')):.2f}")
       done = step >= total
       if cfg["early_stop_patience"] and best["bad_epochs"] >= cfg["early_stop_patience"]:
-        _say(f"early stop: no improvement of {cfg['early_stop_metric']} for {best['bad_epochs']} epochs")
+        train_io.say(f"early stop: no improvement of {cfg['early_stop_metric']} for {best['bad_epochs']} epochs")
         done = True
       if cfg["max_minutes"] and time.time() - t_start > 60 * cfg["max_minutes"]:
-        _say(f"time budget of {cfg['max_minutes']} min reached")
+        train_io.say(f"time budget of {cfg['max_minutes']} min reached")
         done = True
       if epoch % cfg["checkpoint_every_epochs"] == 0 or done or stop.requested:
         ckpt.save(step, state, meta_now())
       if improved:
         ckpt.save_best(step, state, meta_now())
-        if _primary():
+        if train_io.primary():
           weights.save(workdir / "best.safetensors", jax.device_get(state.params), spec,
                        {"train": d["train"], "val": d["val"], "val_psnr": row.get("val_psnr"), "step": step,
                         "epoch": epoch, "degradation": d["degradation"], "config": meta_now()["config"]})
       t_epoch = time.time()
       if stop.requested:
-        _say(f"stopped at step {step}; checkpoint saved in {workdir}; rerun the same command to resume")
+        train_io.say(f"stopped at step {step}; checkpoint saved in {workdir}; rerun the same command to resume")
         stop_code = 130
       if done or stop_code:
         break
   bar.close()
   ckpt.close()
   if stop_code is None and best["best_psnr"] is not None:
-    _say(f"best {d['val']} PSNR {best['best_psnr']:.2f} dB at step {best['best_step']} "
+    train_io.say(f"best {d['val']} PSNR {best['best_psnr']:.2f} dB at step {best['best_step']} "
          f"(bicubic {best['bicubic_psnr']:.2f}); weights: {workdir / 'best.safetensors'}")
   return stop_code or 0
 

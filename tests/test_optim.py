@@ -57,6 +57,25 @@ def test_last_layer_gets_a_tenth_of_the_step():
   np.testing.assert_allclose(u["conv3"]["bias"], -0.001, rtol=1e-4)
 
 
+def test_cosine_decay_over_decay_steps():
+  p = _params()
+  tx = optim.make(p, learning_rate=1e-3, min_learning_rate=1e-5, steps_per_epoch=2, decay_steps=10,
+                  plateau_patience=1000, last_layer_lr_scale=1.0)
+  s = tx.init(p)
+  g = jax.tree.map(jnp.ones_like, p)
+  steps, lrs = [], []
+  for _ in range(12):
+    u, s = tx.update(g, s, p, value=1.0)
+    steps.append(-float(u["conv1"]["bias"][0]))  # Adam's step with a constant gradient is its lr
+    lrs.append(float(optim.current_learning_rate(s, 1e-3, min_learning_rate=1e-5, decay_steps=10)))
+  want = [1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + np.cos(np.pi * min(t, 10) / 10)) for t in range(12)]
+  np.testing.assert_allclose(steps, want, rtol=1e-4)
+  np.testing.assert_allclose(lrs, want[1:] + [1e-5], rtol=1e-4)  # the lr of the next step
+  np.testing.assert_allclose(u["conv3"]["kernel"], -1e-5, rtol=1e-3)  # last layer at 1x, decayed too
+  with pytest.raises(ValueError, match="decay_steps"):
+    optim.make(p, decay_steps=-1)
+
+
 def test_bad_arguments():
   with pytest.raises(ValueError, match="min_learning_rate"):
     optim.make(_params(), learning_rate=1e-3, min_learning_rate=1e-2)

@@ -76,6 +76,42 @@ def test_multi_step_equals_single_steps_with_sampler():
   assert int(s3.step) == 3
 
 
+def test_cpu_compiler_options_keep_the_math():
+  """The XLA:CPU YNNPACK fusions (dots, tanh, Adam's update, reductions) are a speed-up, not another model."""
+  assert ts.compiler_options("gpu") is None and ts.compiler_options("tpu") is None
+  opts = ts.compiler_options("cpu")
+  assert opts == ts.CPU_COMPILER_OPTIONS and opts is not ts.CPU_COMPILER_OPTIONS
+  state, step = _setup()
+  mesh = ts.make_mesh(jax.devices()[:1])
+  data = {"img": _smooth_batch(8)}
+
+  def sample(d, key):
+    return d["img"][jax.random.permutation(key, 8)[:4]]
+
+  def run(compiler_options):
+    multi = ts.jit_multi_step(ts.make_multi_step(step, 2, sample), mesh, with_batch=False,
+                              compiler_options=compiler_options)
+    s, losses = ts.put_replicated(jax.tree.map(jnp.array, state), mesh), []  # a copy: the state is donated
+    for _ in range(3):
+      s, m = multi(s, data)
+      losses += np.asarray(m["loss"]).tolist()
+    return s, losses
+
+  s0, l0 = run(None)
+  s1, l1 = run(opts if jax.default_backend() == "cpu" else None)
+  np.testing.assert_allclose(l1, l0, rtol=1e-5)
+  for layer in s0.params:
+    np.testing.assert_allclose(s1.params[layer]["kernel"], s0.params[layer]["kernel"], rtol=1e-4, atol=1e-6)
+  if jax.default_backend() == "cpu":  # the options take effect: more of the paper's net runs in YNNPACK fusions
+    spec = model.Spec(scale=3)
+    params = model.init(jax.random.PRNGKey(0), spec)
+    tx = optim.make(params, steps_per_epoch=5)
+    big = ts.make_train_step(spec, tx, degrade_fn=ts.make_degrade(3))
+    args = (ts.create_state(jax.random.PRNGKey(1), spec, tx), jnp.zeros((16, 51, 51, 1), jnp.uint8))
+    count = lambda o: jax.jit(big, compiler_options=o).lower(*args).compile().as_text().count('"__ynn_fusion"')
+    assert count(opts) > count(None)
+
+
 def test_psnr_y():
   a = np.zeros((10, 10, 1))
   assert ts.psnr_y(a, a + 1 / 255, crop_border=2) == pytest.approx(48.1308, abs=1e-3)
@@ -123,3 +159,14 @@ def test_two_processes_train_in_lockstep():
   r = subprocess.run([sys.executable, os.path.join(root, "scripts", "distributed_cpu_check.py")], cwd=root,
                      capture_output=True, text=True, timeout=900, env=dict(os.environ, PYTHONPATH=root))
   assert r.returncode == 0 and "OK" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+
+
+def test_unknown_cpu_compiler_options_fall_back(monkeypatch):
+  monkeypatch.setattr(ts, "CPU_COMPILER_OPTIONS", {"xla_no_such_option_anywhere": "1"})
+  ts._cpu_options_supported.cache_clear()
+  try:
+    assert ts.compiler_options("cpu") is None
+  finally:
+    monkeypatch.undo()
+    ts._cpu_options_supported.cache_clear()
+  assert ts.compiler_options("gpu") is None

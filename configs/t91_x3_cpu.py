@@ -1,0 +1,33 @@
+"""x3 tanh on T91, validated on Set5, for a small CPU: batch 16, cosine lr decay over a ~10-minute step budget.
+
+    python -m espcn_jax.train --config configs/t91_x3_cpu.py --workdir workdirs/espcn_x3_t91_cpu
+
+Runtime: 9.5 min on 2 cores of an AMD EPYC (Zen 5, AVX-512), 4,070 patches/s averaged over the run including its
+72 Set5 validations; Set5 32.51 dB at the end (bicubic 30.39; paper 32.55): 32.0 dB at 1.2 min, 32.3 at 2.0 min,
+32.5 at 8.5 min (BENCHMARKS.md, "Training speed"). The same net and protocol as configs/t91_x3_tanh.py; what differs:
+batch 16 instead of 128 (8x the optimizer steps per patch), the last layer at the full lr, and a cosine from 1e-3 to
+1e-5 over the whole run instead of the plateau schedule (which never triggers here). `max_minutes` caps a slower
+machine at 10 minutes; the best epoch's weights are kept either way.
+"""
+
+from espcn_jax import train
+
+
+def get_config():
+  c = train.default_config()
+  c["scale"] = 3
+  c["model"]["activation"] = "tanh"
+  c["workdir"] = "workdirs/espcn_x3_t91_cpu"
+  c["batch_size"] = 16
+  c["steps_per_call"] = 8  # unrolled: 1.1x the patches/s of 1 step per call at batch 16 on the CPU
+  c["steps_per_epoch"] = 2000
+  c["num_epochs"] = 72  # 144,000 steps, 2.3 M patches
+  c["data"]["augment"] = True
+  c["optim"]["learning_rate"] = 1e-3
+  c["optim"]["min_learning_rate"] = 1e-5
+  c["optim"]["last_layer_lr_scale"] = 1.0
+  c["optim"]["decay_steps"] = c["num_epochs"] * c["steps_per_epoch"]  # change with num_epochs
+  c["optim"]["plateau_patience"] = 1000
+  c["early_stop_patience"] = 0
+  c["max_minutes"] = 10.0
+  return c
