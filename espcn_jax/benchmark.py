@@ -258,8 +258,15 @@ def psnr_drift(params, spec, dtypes, dataset: str, method: str):
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from espcn_jax import image_ops, images, inference, metrics  # pylint: disable=import-outside-toplevel
   r = spec.scale
-  ups = {d: inference.Upscaler(params, spec, dtype=None if d == "float32" else getattr(jnp, d), method=method)
-         for d in dtypes}
+  def upscaler(d):
+    dt = None if d == "float32" else getattr(jnp, d)
+    try:
+      m = inference.resolve_method(method, dt)
+    except ValueError:  # e.g. native (float32 only) for bfloat16: what "auto" gives that dtype
+      m = inference.resolve_method("auto", dt)
+    return inference.Upscaler(params, spec, dtype=dt, method=m)
+
+  ups = {d: upscaler(d) for d in dtypes}
   scores = {d: [] for d in dtypes}
   for path in images.list_images(images.builtin_dataset_dir(dataset)):
     hr = images.load_image(path).astype(np.float32) / 255.0
