@@ -170,20 +170,21 @@ BlockFn wino_block_fn(int no) {
 
 // U = G g G^T for every (ic, oc): [36][cin][cout], from HWIO 3x3 weights (F(4x4, 3x3)).
 std::vector<float> winograd_weights(const float* w, int cin, int cout) {
-  static const double G4[6][3] = {{1 / 4., 0, 0},          {-1 / 6., -1 / 6., -1 / 6.}, {-1 / 6., 1 / 6., -1 / 6.},
-                                  {1 / 24., 1 / 12., 1 / 6.}, {1 / 24., -1 / 12., 1 / 6.}, {0, 0, 1}};
-  const int n = 6;
-  auto G = [&](int a, int i) { return G4[a][i]; };
-  std::vector<float> u((std::size_t)n * n * cin * cout);
+  static const double G[6][3] = {{1 / 4., 0, 0},          {-1 / 6., -1 / 6., -1 / 6.}, {-1 / 6., 1 / 6., -1 / 6.},
+                                 {1 / 24., 1 / 12., 1 / 6.}, {1 / 24., -1 / 12., 1 / 6.}, {0, 0, 1}};
+  std::vector<float> u((std::size_t)36 * cin * cout);
   for (int ic = 0; ic < cin; ++ic)
-    for (int oc = 0; oc < cout; ++oc)
-      for (int a = 0; a < n; ++a)
-        for (int b = 0; b < n; ++b) {
-          double acc = 0;
-          for (int i = 0; i < 3; ++i)
-            for (int j = 0; j < 3; ++j) acc += G(a, i) * w[((std::size_t)(i * 3 + j) * cin + ic) * cout + oc] * G(b, j);
-          u[((std::size_t)(a * n + b) * cin + ic) * cout + oc] = (float)acc;
-        }
+    for (int oc = 0; oc < cout; ++oc) {
+      double g[3][3], t[6][3];  // separable: t = G g (6x3), then U = t G^T (6x6)
+      for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j) g[i][j] = w[((std::size_t)(i * 3 + j) * cin + ic) * cout + oc];
+      for (int a = 0; a < 6; ++a)
+        for (int j = 0; j < 3; ++j) t[a][j] = G[a][0] * g[0][j] + G[a][1] * g[1][j] + G[a][2] * g[2][j];
+      for (int a = 0; a < 6; ++a)
+        for (int b = 0; b < 6; ++b)
+          u[((std::size_t)(a * 6 + b) * cin + ic) * cout + oc] =
+              (float)(t[a][0] * G[b][0] + t[a][1] * G[b][1] + t[a][2] * G[b][2]);
+    }
   return u;
 }
 
