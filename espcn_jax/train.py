@@ -62,6 +62,8 @@ def default_config() -> dict:
       "seed": 0,
       "compute_dtype": "float32",  # or "bfloat16"
       "cpu_ynn_fusion": True,  # XLA:CPU: YNNPACK fusions for dots, elementwise ops, reductions (same math, faster)
+      "native_kernels": "auto",  # the net's forward/backward in C++ (espcn_jax.native.training): auto, on or off;
+      # auto = on the CPU in float32 on one device when the kernels build (~2x XLA's step on 2 cores)
       "distributed": False,  # jax.distributed.initialize() (multi-host; coordinator from the environment)
       "coordinator_address": "", "num_processes": 0, "process_id": -1,
       "tensorboard": True,
@@ -253,9 +255,17 @@ def train(cfg: dict, workdir) -> int:
     train_io.say(f"resuming from {workdir}/{checkpointing.LATEST_DIR} at step {int(state.step)}")
   degrade = ts.make_degrade(spec.scale, d["degradation"], d["sigma"], d["kernel_size"])
   dtype = None if cfg["compute_dtype"] == "float32" else cfg["compute_dtype"]
-  step_fn = ts.make_train_step(spec, tx, degrade_fn=degrade, dtype=dtype)
+  try:
+    native, why = ts.use_native(str(cfg["native_kernels"]), backend=jax.default_backend(), num_devices=mesh.size,
+                                dtype=dtype)
+  except ValueError as e:
+    raise TrainError(str(e)) from e
+  train_io.say(f"forward / backward pass: {why}")
+  step_fn = ts.make_train_step(spec, tx, degrade_fn=degrade, dtype=dtype, native=native)
   stacked = ts.batch_sharding(mesh)
-  copts = ts.compiler_options(jax.default_backend()) if cfg["cpu_ynn_fusion"] else None
+  # The YNNPACK fusions speed up XLA's convolutions; beside the native kernels they only compete for the cores (the
+  # native step with them: 0.73x of the one without, BENCHMARKS.md)
+  copts = ts.compiler_options(jax.default_backend()) if cfg["cpu_ynn_fusion"] and not native else None
   if backend == "memory":
     multi = ts.jit_multi_step(ts.make_multi_step(step_fn, k, data.sample, stacked), mesh, with_batch=False,
                               compiler_options=copts)

@@ -82,19 +82,27 @@ def to_model_input(hr_BxHxWxC, channels: int):
 
 
 def make_train_step(spec: model.Spec, tx: optax.GradientTransformationExtraArgs, *, degrade_fn: Callable,
-                    dtype=None) -> Callable:
+                    dtype=None, native: bool = False) -> Callable:
   """Returns the pure `train_step(state, hr_BxHxWxC) -> (state, {"loss": scalar})`.
 
-  `dtype` is the model's compute dtype (None: float32). The plateau schedule receives `value=loss`.
+  `dtype` is the model's compute dtype (None: float32). `native`: the net's forward and backward pass by the C++
+  kernels of `espcn_jax.native.training` (CPU, float32, one device; see `use_native`). The plateau schedule
+  receives `value=loss`.
   """
+  if native:
+    from espcn_jax.native import training  # bottom layer, like the model; imported only when used
+    if dtype not in (None, jnp.float32, "float32"):
+      raise ValueError(f"the native training kernels are float32 only, got dtype {dtype}")
+    forward = lambda params, lr: training.apply(params, lr, spec)
+  else:
+    forward = lambda params, lr: model.apply(params, lr, spec, dtype=dtype)
 
   def train_step(state: TrainState, hr_BxHxWxC):
     hr = to_model_input(hr_BxHxWxC, spec.channels)
     lr = jax.lax.stop_gradient(degrade_fn(hr))
 
     def loss_fn(params):
-      sr = model.apply(params, lr, spec, dtype=dtype)
-      return jnp.mean(jnp.square(sr - hr))
+      return jnp.mean(jnp.square(forward(params, lr) - hr))
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)
@@ -103,6 +111,31 @@ def make_train_step(spec: model.Spec, tx: optax.GradientTransformationExtraArgs,
     return new_state, {"loss": loss}
 
   return train_step
+
+
+def use_native(setting: str, *, backend: str, num_devices: int, dtype=None) -> tuple[bool, str]:
+  """Whether the train step should use the native CPU kernels, and why: `setting` "auto" (when they can: the CPU,
+  float32, one device, and they build here), "on" (the same conditions, else ValueError) or "off"."""
+  if setting not in ("auto", "on", "off"):
+    raise ValueError(f"native training kernels: expected auto, on or off, got {setting!r}")
+  if setting == "off":
+    return False, "turned off"
+  why = None
+  if backend != "cpu":
+    why = f"the backend is {backend}, not cpu"
+  elif dtype not in (None, "float32", jnp.float32):
+    why = f"the compute dtype is {dtype}, not float32"
+  elif num_devices != 1:
+    why = f"{num_devices} devices (the kernels run on one)"
+  else:
+    from espcn_jax import native
+    if not native.available():
+      why = f"they are unavailable: {native.unavailable_reason()}"
+  if why is None:
+    return True, "native CPU kernels (espcn_jax.native.training)"
+  if setting == "on":
+    raise ValueError(f"native training kernels requested, but {why}")
+  return False, f"XLA ({why})"
 
 
 def make_multi_step(train_step: Callable, num_steps: int, sample_fn: Callable | None = None,

@@ -109,6 +109,13 @@ _VARIANT_CHECK = textwrap.dedent("""
     want = np.asarray(model.apply(params, x, spec))
     for wino in (True, False):
       np.testing.assert_allclose(np.asarray(native.forward(params, x, spec, winograd=wino)), want, atol=3e-5)
+    from espcn_jax.native import training  # the training kernels of the same build
+    for sp in (spec, model.Spec(scale=4, channels=3, features=(20, 12), kernel_sizes=(3, 1, 5))):
+      p = model.init(jax.random.PRNGKey(1), sp)
+      xb = np.random.default_rng(1).random((3, 13, 11, sp.channels), np.float32)
+      grad = lambda f: jax.grad(lambda q: jax.numpy.mean(jax.numpy.square(f(q, xb, sp) - 0.5)))(p)
+      for a, b in zip(jax.tree.leaves(grad(training.apply)), jax.tree.leaves(grad(model.apply))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5 * float(np.abs(np.asarray(b)).max()))
     print(native.isa())
 """)
 
@@ -117,7 +124,8 @@ _VARIANT_CHECK = textwrap.dedent("""
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 -march variants")
 @pytest.mark.parametrize("march, isa", [("x86-64-v3", "avx2"), ("x86-64", "generic")])
 def test_other_vector_widths_build_and_agree(march, isa, tmp_path):
-  """The AVX2 (8 lanes) and SSE2 (4 lanes) builds, which CPUs without AVX-512 get, compute the same."""
+  """The AVX2 (8 lanes) and SSE2 (4 lanes) builds, which CPUs without AVX-512 get, compute the same (inference
+  forward pass and training gradients)."""
   env = dict(os.environ, ESPCN_JAX_NATIVE_MARCH=march, ESPCN_JAX_CACHE=str(tmp_path), JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, "-c", _VARIANT_CHECK], env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]

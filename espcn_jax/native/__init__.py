@@ -4,6 +4,9 @@
     if native.available():                                    # builds it on first use (a C++17 compiler is needed)
       hr_BxrHxrWxC = native.forward(params, lr_BxHxWxC, spec)  # = inference.forward, jit-able, CPU only
 
+The same library holds the training kernels (forward pass with saved activations, and the weight gradients):
+`espcn_jax.native.training`.
+
 Why: XLA:CPU runs this net's convolutions layer by layer through Eigen, with every 64-channel activation of a frame
 going to memory and back, and uses ~1.4 of 2 cores. The kernel (espcn_cpu_kernel.cc) computes all layers row by row
 in cache, vectorised for the CPU it was built on, with one thread per band of rows. Same maths as
@@ -36,9 +39,10 @@ import jax.numpy as jnp
 import numpy as np
 
 _HERE = pathlib.Path(__file__).resolve().parent
-SOURCES = ("espcn_cpu_kernel.cc", "espcn_cpu_ffi.cc")
-HEADERS = ("espcn_cpu_kernel.h", "espcn_cpu_blocks.h")
+SOURCES = ("espcn_cpu_kernel.cc", "espcn_cpu_train.cc", "espcn_cpu_ffi.cc")
+HEADERS = ("espcn_cpu_kernel.h", "espcn_cpu_blocks.h", "espcn_cpu_train.h")
 TARGET = "espcn_forward_cpu"
+TRAIN_TARGETS = {"espcn_train_forward_cpu": "EspcnTrainForward", "espcn_train_backward_cpu": "EspcnTrainBackward"}
 ACTIVATION_CODES = {"linear": 0, "tanh": 1, "relu": 2}
 
 _state: dict = {}
@@ -90,7 +94,7 @@ def build(force: bool = False) -> pathlib.Path:
   else:
     raise RuntimeError(f"no writable directory for the CPU kernel: {err}")
   os.close(fd)
-  print(f"espcn_jax.native: building the CPU kernel for this machine (once, a few seconds) into {out.parent}",
+  print(f"espcn_jax.native: building the CPU kernels for this machine (once, ~20 s) into {out.parent}",
         file=sys.stderr, flush=True)
   cmd = [cxx, "-O3", f"-march={march}", "-std=c++17", "-shared", "-fPIC", "-pthread",
          "-isystem", jax.ffi.include_dir(), *[str(_HERE / s) for s in SOURCES], "-o", tmp]
@@ -116,6 +120,8 @@ def _load():
       raise RuntimeError(f"untested CPU architecture {platform.machine()}")
     lib = ctypes.CDLL(str(build()))
     jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.EspcnForward), platform="cpu")
+    for target, symbol in TRAIN_TARGETS.items():  # the training VJP's halves (espcn_jax.native.training)
+      jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
     lib.espcn_isa.restype = ctypes.c_char_p
     _state["lib"] = lib
     _state["isa"] = lib.espcn_isa().decode()

@@ -1,0 +1,134 @@
+"""The native training kernels (espcn_jax.native.training) give model.apply's outputs and jax.grad's gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from espcn_jax import model, native, optim
+from espcn_jax import train_step as ts
+from espcn_jax.native import training
+
+needs_native = pytest.mark.skipif(not native.available(), reason=f"native kernel: {native.unavailable_reason()}")
+
+SPECS = [
+    model.Spec(scale=3),  # the paper's net: 5-3-3, 64/32, tanh
+    model.Spec(scale=2, activation="relu"),
+    model.Spec(scale=4, channels=3),  # RGB: 48 outputs (three vectors, one partial)
+    model.Spec(scale=3, features=(20, 12, 8), kernel_sizes=(3, 5, 1, 3)),  # odd widths, a 1x1 layer
+    model.Spec(scale=2, features=(80,), kernel_sizes=(7, 3), activation="relu"),  # 80 outputs: two vector groups
+]
+
+
+def _params(spec, seed=0):
+  p = model.init(jax.random.PRNGKey(seed), spec)
+  rng = np.random.default_rng(seed)  # non-zero biases, so padding mistakes show
+  return {k: {"kernel": v["kernel"], "bias": rng.normal(0, 0.1, v["bias"].shape).astype(np.float32)}
+          for k, v in p.items()}
+
+
+def _loss_and_grads(forward, params, x, hr):
+  return jax.jit(jax.value_and_grad(lambda p: jnp.mean(jnp.square(forward(p, x) - hr))))(params)
+
+
+def _max_rel_err(a_tree, b_tree):
+  return max(float(np.abs(np.asarray(a) - np.asarray(b)).max() / (np.abs(np.asarray(b)).max() + 1e-30))
+             for a, b in zip(jax.tree.leaves(a_tree), jax.tree.leaves(b_tree)))
+
+
+@needs_native
+@pytest.mark.parametrize("spec", SPECS, ids=str)
+@pytest.mark.parametrize("bhw", [(16, 17, 17), (3, 11, 23), (1, 6, 4), (11, 9, 30)])
+def test_forward_and_gradients_match_xla(spec, bhw):
+  b, h, w = bhw
+  params = _params(spec)
+  rng = np.random.default_rng(1)
+  x = rng.random((b, h, w, spec.channels), np.float32)
+  hr = rng.random((b, h * spec.scale, w * spec.scale, spec.channels), np.float32)
+  np.testing.assert_allclose(np.asarray(training.apply(params, x, spec)), np.asarray(model.apply(params, x, spec)),
+                             atol=2e-6, rtol=0)
+  loss, grads = _loss_and_grads(lambda p, x: training.apply(p, x, spec), params, x, hr)
+  want_loss, want = _loss_and_grads(lambda p, x: model.apply(p, x, spec), params, x, hr)
+  assert abs(float(loss) - float(want_loss)) <= 1e-6 * float(want_loss)
+  assert jax.tree.structure(grads) == jax.tree.structure(want)
+  assert _max_rel_err(grads, want) < 2e-5
+
+
+@needs_native
+def test_result_does_not_depend_on_the_thread_count():
+  spec = SPECS[0]
+  params = _params(spec)
+  rng = np.random.default_rng(2)
+  x = rng.random((13, 17, 17, 1), np.float32)
+  hr = rng.random((13, 51, 51, 1), np.float32)
+  runs = [_loss_and_grads(lambda p, x, t=t: training.apply(p, x, spec, threads=t), params, x, hr) for t in (1, 2, 3)]
+  for loss, grads in runs[1:]:  # the batch is cut into the same chunks whatever the threads: bitwise equal
+    assert float(loss) == float(runs[0][0])
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(runs[0][1])):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@needs_native
+def test_the_input_is_a_constant():
+  spec = SPECS[0]
+  params = _params(spec)
+  x = np.random.default_rng(3).random((2, 8, 8, 1), np.float32)
+  gx = jax.grad(lambda x: jnp.sum(training.apply(params, x, spec)))(jnp.asarray(x))
+  assert not np.any(np.asarray(gx))
+
+
+@needs_native
+def test_native_train_steps_follow_the_xla_steps():
+  spec = model.Spec(scale=3)
+  params = model.init(jax.random.PRNGKey(0), spec)
+  tx = optim.make(params, learning_rate=1e-3, min_learning_rate=1e-5, steps_per_epoch=4, last_layer_lr_scale=1.0)
+  batches = np.random.default_rng(4).integers(0, 256, (4, 8, 51, 51, 1)).astype(np.uint8)
+  states = []
+  for native_step in (False, True):
+    step = jax.jit(ts.make_train_step(spec, tx, degrade_fn=ts.make_degrade(3), native=native_step))
+    state, losses = ts.create_state(jax.random.PRNGKey(0), spec, tx), []
+    for b in batches:
+      state, m = step(state, b)
+      losses.append(float(m["loss"]))
+    states.append((state, losses))
+  (s_xla, l_xla), (s_nat, l_nat) = states
+  np.testing.assert_allclose(l_nat, l_xla, rtol=1e-5)
+  # Adam normalises each update (4 steps of lr 1e-3 move a weight by up to 4e-3): the weights agree to a small
+  # fraction of that
+  for a, b in zip(jax.tree.leaves(s_nat.params), jax.tree.leaves(s_xla.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4, rtol=0)
+  assert int(s_nat.step) == 4
+
+
+def test_use_native_settings(monkeypatch):
+  assert ts.use_native("off", backend="cpu", num_devices=1) == (False, "turned off")
+  ok, why = ts.use_native("auto", backend="gpu", num_devices=1)
+  assert not ok and "gpu" in why
+  ok, why = ts.use_native("auto", backend="cpu", num_devices=4)
+  assert not ok and "4 devices" in why
+  ok, why = ts.use_native("auto", backend="cpu", num_devices=1, dtype="bfloat16")
+  assert not ok and "bfloat16" in why
+  with pytest.raises(ValueError, match="gpu"):
+    ts.use_native("on", backend="gpu", num_devices=1)
+  with pytest.raises(ValueError, match="auto, on or off"):
+    ts.use_native("yes", backend="cpu", num_devices=1)
+  monkeypatch.setattr(native, "available", lambda: False)
+  monkeypatch.setattr(native, "unavailable_reason", lambda: "no compiler")
+  ok, why = ts.use_native("auto", backend="cpu", num_devices=1)
+  assert not ok and "no compiler" in why
+  with pytest.raises(ValueError, match="no compiler"):
+    ts.use_native("on", backend="cpu", num_devices=1)
+
+
+@needs_native
+def test_use_native_auto_on_one_cpu_device():
+  assert ts.use_native("auto", backend="cpu", num_devices=1)[0]
+  assert ts.use_native("on", backend="cpu", num_devices=1)[0]
+
+
+def test_native_step_rejects_reduced_precision():
+  spec = model.Spec(scale=3)
+  tx = optax.adam(1e-3)
+  with pytest.raises(ValueError, match="float32 only"):
+    ts.make_train_step(spec, tx, degrade_fn=ts.make_degrade(3), dtype=jnp.bfloat16, native=True)
