@@ -1,13 +1,16 @@
 """x3 tanh on T91, validated on Set5, for a small CPU: batch 16, cosine lr decay over a ~10-minute step budget.
 
-    python -m espcn_jax.train --config configs/t91_x3_cpu.py --workdir workdirs/espcn_x3_t91_cpu
+    python -m espcn_jax.train --config configs/t91_x3_cpu.py --workdir workdirs/espcn_x3_t91_cpu [--config.seed=S]
 
-Runtime: 9.5 min on 2 cores of an AMD EPYC (Zen 5, AVX-512), 4,070 patches/s averaged over the run including its
-72 Set5 validations; Set5 32.51 dB at the end (bicubic 30.39; paper 32.55): 32.0 dB at 1.2 min, 32.3 at 2.0 min,
-32.5 at 8.5 min (BENCHMARKS.md, "Training speed"). The same net and protocol as configs/t91_x3_tanh.py; what differs:
-batch 16 instead of 128 (8x the optimizer steps per patch), the last layer at the full lr, and a cosine from 1e-3 to
-1e-5 over the whole run instead of the plateau schedule (which never triggers here). `max_minutes` caps a slower
-machine at 10 minutes; the best epoch's weights are kept either way.
+Runtime: 9.0-9.7 min on 2 cores of an AMD EPYC (Zen 5, AVX-512) with the native training kernels (`native_kernels`
+auto: the forward / backward pass in C++, espcn_jax/native/training.py), ~7,000-7,400 patches/s per epoch. Set5,
+three seeds (bicubic 30.39, paper 32.55): seed 0 (this config) 32.548 dB at 9.5 min; seed 1 32.55 at 6.2 min and
+32.635 at 8.9; seed 2 32.55 at 6.5 min and 32.603 at 9.0 (Set14 29.11-29.15; BENCHMARKS.md, "Training speed";
+curves in docs/runs/x3_t91_cpu_seed*.metrics.jsonl). The same net and protocol as configs/t91_x3_tanh.py; what
+differs: batch 16 instead of 128 (8x the optimizer steps per patch), the last layer at the full lr, and a cosine from
+1e-3 to 1e-5 over the whole run instead of the plateau schedule (which never triggers here). `max_minutes` caps a
+slower machine at 10 minutes (without the native kernels, e.g. no C++ compiler, XLA's step is ~1.7x slower: ~70 of
+the 120 epochs, ~32.50 dB); the best epoch's weights are kept either way.
 """
 
 from espcn_jax import train
@@ -21,7 +24,7 @@ def get_config():
   c["batch_size"] = 16
   c["steps_per_call"] = 8  # unrolled: 1.1x the patches/s of 1 step per call at batch 16 on the CPU
   c["steps_per_epoch"] = 2000
-  c["num_epochs"] = 72  # 144,000 steps, 2.3 M patches
+  c["num_epochs"] = 120  # 240,000 steps, 3.8 M patches
   c["data"]["augment"] = True
   c["optim"]["learning_rate"] = 1e-3
   c["optim"]["min_learning_rate"] = 1e-5

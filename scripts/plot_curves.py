@@ -14,8 +14,13 @@ import sys
 import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# The paper's Set5 numbers for each shipped run (Table 1 for x3; x2/x4 have no T91 ESPCN entry in the paper).
-PAPER_SET5 = {"x3_t91_tanh": 32.55, "x3_t91_relu": 32.39, "x3_t91_bsd200": 33.00}
+# The paper's Set5 numbers for each run (Table 1 for x3; x2/x4 have no T91 ESPCN entry in the paper); a run named
+# NAME_seed<k> takes NAME's.
+PAPER_SET5 = {"x3_t91_tanh": 32.55, "x3_t91_relu": 32.39, "x3_t91_bsd200": 33.00, "x3_t91_cpu": 32.55}
+
+
+def paper_set5(name: str) -> float | None:
+  return PAPER_SET5.get(name.split("_seed")[0])
 
 
 def load(path: pathlib.Path) -> list[dict]:
@@ -28,20 +33,21 @@ def plot(name: str, rows: list[dict], out: pathlib.Path) -> pathlib.Path:
   import matplotlib.pyplot as plt
   rows = [r for r in rows if "val_psnr" in r]
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-  for ax, key, label in ((axes[0], "elapsed_s", "wall time (min)"), (axes[1], "epoch", "epoch (400 steps of 128 patches)")):
+  steps = rows[0]["step"] // max(rows[0]["epoch"], 1)
+  for ax, key, label in ((axes[0], "elapsed_s", "wall time (min)"), (axes[1], "epoch", f"epoch ({steps} steps)")):
     xs = [r[key] / 60 if key == "elapsed_s" else r[key] for r in rows]
     ax.plot(xs, [r["val_psnr"] for r in rows], label="ESPCN (ours)")
     ax.axhline(rows[0]["val_bicubic_psnr"], color="gray", ls=":", label="bicubic")
-    if name in PAPER_SET5:
-      ax.axhline(PAPER_SET5[name], color="red", ls="--", label="paper")
+    if paper_set5(name) is not None:
+      ax.axhline(paper_set5(name), color="red", ls="--", label="paper")
     ax.set_xlabel(label)
     ax.grid(alpha=0.3)
   best = max(r["val_psnr"] for r in rows)
   lo = rows[0]["val_bicubic_psnr"] - 0.5
-  axes[0].set_ylim(lo, max(best, PAPER_SET5.get(name, best)) + 0.3)
+  axes[0].set_ylim(lo, max(best, paper_set5(name) or best) + 0.3)
   axes[0].set_ylabel("Set5 PSNR (dB, Y)")
   axes[1].legend(loc="lower right")
-  fig.suptitle(f"{name}: best {best:.2f} dB on Set5")
+  fig.suptitle(f"{name}: best {best:.3f} dB on Set5")
   fig.tight_layout()
   out.mkdir(parents=True, exist_ok=True)
   target = out / f"{name}.png"

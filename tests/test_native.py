@@ -99,6 +99,14 @@ def test_build_without_compiler_says_so(monkeypatch, tmp_path):
     native.build(force=True)
 
 
+def test_failed_build_says_which_step(monkeypatch, tmp_path):
+  monkeypatch.setattr(native, "_compiler", lambda: "/bin/false")  # a "compiler" that fails every step
+  monkeypatch.setenv("ESPCN_JAX_CACHE", str(tmp_path))
+  with pytest.raises(RuntimeError, match="building the CPU kernel failed .*espcn_cpu_kernel.cc"):
+    native.build(force=True)
+  assert not list(tmp_path.rglob("*.so")) and not list(tmp_path.rglob("*.o"))  # nothing half-written is left
+
+
 _VARIANT_CHECK = textwrap.dedent("""
     import jax, numpy as np
     from espcn_jax import model, native
