@@ -113,13 +113,16 @@ def make_train_step(spec: model.Spec, tx: optax.GradientTransformationExtraArgs,
   return train_step
 
 
-def use_native(setting: str, *, backend: str, num_devices: int, dtype=None) -> tuple[bool, str]:
+def use_native(setting, *, backend: str, num_devices: int, dtype=None) -> tuple[bool, str]:
   """Whether the train step should use the native CPU kernels, and why: `setting` "auto" (when they can: the CPU,
-  float32, one device, and they build here), "on" (the same conditions, else ValueError) or "off"."""
+  float32, one device, and they build here), "on" (the same conditions, else ValueError) or "off" (True / False
+  mean on / off)."""
+  if isinstance(setting, bool):
+    setting = "on" if setting else "off"
   if setting not in ("auto", "on", "off"):
     raise ValueError(f"native training kernels: expected auto, on or off, got {setting!r}")
   if setting == "off":
-    return False, "turned off"
+    return False, "XLA (native kernels turned off)"
   why = None
   if backend != "cpu":
     why = f"the backend is {backend}, not cpu"

@@ -102,7 +102,8 @@ def test_native_train_steps_follow_the_xla_steps():
 
 
 def test_use_native_settings(monkeypatch):
-  assert ts.use_native("off", backend="cpu", num_devices=1) == (False, "turned off")
+  assert ts.use_native("off", backend="cpu", num_devices=1) == (False, "XLA (native kernels turned off)")
+  assert not ts.use_native(False, backend="cpu", num_devices=1)[0]  # --config.native_kernels=False
   ok, why = ts.use_native("auto", backend="gpu", num_devices=1)
   assert not ok and "gpu" in why
   ok, why = ts.use_native("auto", backend="cpu", num_devices=4)
