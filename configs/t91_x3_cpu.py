@@ -4,9 +4,9 @@
 
 Runtime: 9.0-9.7 min on 2 cores of an AMD EPYC (Zen 5, AVX-512) with the native training kernels (`native_kernels`
 auto: the forward / backward pass in C++, espcn_jax/native/training.py), ~7,000-7,400 patches/s per epoch. Set5,
-three seeds (bicubic 30.39, paper 32.55): seed 0 (this config) 32.548 dB at 9.5 min; seed 1 32.55 at 6.2 min and
-32.635 at 8.9; seed 2 32.55 at 6.5 min and 32.603 at 9.0 (Set14 29.11-29.15; BENCHMARKS.md, "Training speed";
-curves in docs/runs/x3_t91_cpu_seed*.metrics.jsonl). The same net and protocol as configs/t91_x3_tanh.py; what
+seeds 0-4 (bicubic 30.39, paper 32.55): seed 0 (this config) 32.548 dB at 9.5 min; seeds 1-4 pass 32.55 at 6.2-7.3
+min and end at 32.58-32.64 (Set14 29.11-29.15; BENCHMARKS.md, "Training speed"; curves in
+docs/runs/x3_t91_cpu_seed*.metrics.jsonl). The same net and protocol as configs/t91_x3_tanh.py; what
 differs: batch 16 instead of 128 (8x the optimizer steps per patch), the last layer at the full lr, and a cosine from
 1e-3 to 1e-5 over the whole run instead of the plateau schedule (which never triggers here). `max_minutes` caps a
 slower machine at 10 minutes (without the native kernels, e.g. no C++ compiler, XLA's step is ~1.7x slower: ~70 of
