@@ -220,7 +220,11 @@ struct Net {
   std::vector<std::size_t> act_off;    // offset of hidden layer l's activations in the acts buffer
   std::size_t acts_size = 0;
 
-  Net(const NetDesc* d, const float* packed) : L(d->num_layers), B(d->batch), H(d->height), W(d->width) {
+  // `packed` null: geometry only. The forward pass reads w and b, the backward pass only wt: each pass repacks just
+  // what it reads (this runs on every call, i.e. twice per training step).
+  enum Use { kForward, kBackward };
+  Net(const NetDesc* d, const float* packed, Use use = kForward)
+      : L(d->num_layers), B(d->batch), H(d->height), W(d->width) {
     act = d->activation;
     threads = std::max(1, d->num_threads);
     for (int l = 0; l < L; ++l) k.push_back(d->kernel_sizes[l]);
@@ -235,17 +239,20 @@ struct Net {
     const float* src = packed;
     for (int l = 0; l < L; ++l) {
       const int kk = k[l], ci = c[l], co = c[l + 1];
-      std::vector<float> wl((std::size_t)kk * kk * ci * cv[l + 1], 0.f), bl(cv[l + 1], 0.f),
-          wtl((std::size_t)kk * kk * co * cv[l], 0.f);
+      const bool fwd = use == kForward;
+      std::vector<float> wl(fwd ? (std::size_t)kk * kk * ci * cv[l + 1] : 0, 0.f), bl(fwd ? cv[l + 1] : 0, 0.f),
+          wtl(fwd ? 0 : (std::size_t)kk * kk * co * cv[l], 0.f);
       for (int t = 0; t < kk * kk; ++t)
         for (int i = 0; i < ci; ++i)
           for (int o = 0; o < co; ++o) {
             const float v = src[((std::size_t)t * ci + i) * co + o];
-            wl[((std::size_t)t * ci + i) * cv[l + 1] + o] = v;
-            wtl[((std::size_t)(kk * kk - 1 - t) * co + o) * cv[l] + i] = v;  // (ky, kx) -> (k-1-ky, k-1-kx)
+            if (fwd)
+              wl[((std::size_t)t * ci + i) * cv[l + 1] + o] = v;
+            else
+              wtl[((std::size_t)(kk * kk - 1 - t) * co + o) * cv[l] + i] = v;  // (ky, kx) -> (k-1-ky, k-1-kx)
           }
       src += (std::size_t)kk * kk * ci * co;
-      std::copy(src, src + co, bl.begin());
+      if (fwd) std::copy(src, src + co, bl.begin());
       src += co;
       w.push_back(std::move(wl)), b.push_back(std::move(bl)), wt.push_back(std::move(wtl));
     }
@@ -338,7 +345,7 @@ int espcn_train_forward(const NetDesc* d, const float* packed, const float* x, f
 int espcn_train_backward(const NetDesc* d, const float* packed, const float* x, const float* acts_c, const float* dy,
                          float* grads, const Schedule& schedule) {
   if (!supported(d)) return 1;
-  const Net net(d, packed);
+  const Net net(d, packed, Net::kBackward);
   const int L = net.L, n = std::min(net.B, kChunks);
   float* acts = const_cast<float*>(acts_c);  // only read
   // Per chunk: the weight / bias gradients of every layer ([k][k][cin][cv_out] and [cv_out]).
