@@ -100,6 +100,34 @@ def test_imresize_is_separable_matrix_product_and_layouts_agree():
   np.testing.assert_allclose(np.asarray(jax_out), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_integer_upscale_phases_rebuild_the_matrix_and_imresize_matches_it(scale):
+  # The r phases (<= 4 taps each) on the mirrored image are MATLAB's weight matrix, for every size that can be
+  # mirrored once; smaller ones fall back to the matrix. Either way imresize equals the dense product.
+  for n in range(1, 41):
+    taps = image_ops.upscale_taps(n, scale * n, float(scale))
+    if n >= 5:
+      assert taps is not None, n
+    if taps is not None:
+      pad, phases = taps
+      assert len(phases) == scale and pad <= 3 and all(1 <= len(ph) <= 4 for ph in phases)
+  assert image_ops.upscale_taps(10, 25, 2.5) is None and image_ops.upscale_taps(12, 4, 1 / 3) is None
+  rng = np.random.default_rng(scale)
+  for shape in [(2, 17, 23, 2), (5, 7), (4, 4, 1), (1, 6, 3), (40, 9, 3)]:
+    img = rng.random(shape).astype(np.float32)
+    x = img[..., None] if img.ndim == 2 else img
+    h, w = x.shape[-3], x.shape[-2]
+    expected = np.einsum("oh,...hwc,pw->...opc", image_ops.resize_matrix(h, scale * h, scale), x.astype(np.float64),
+                         image_ops.resize_matrix(w, scale * w, scale)).reshape(
+                             img.shape[:-2] + (scale * h, scale * w) if img.ndim == 2 else img.shape[:-3] + (
+                                 scale * h, scale * w, img.shape[-1]))
+    out_np = image_ops.imresize(img, scale)
+    out_jax = jax.jit(lambda a: image_ops.imresize(a, scale=scale))(jnp.asarray(img))
+    assert isinstance(out_np, np.ndarray) and out_np.dtype == np.float32 and out_np.shape == expected.shape
+    np.testing.assert_allclose(out_np, expected, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(out_jax), expected, atol=1e-6)
+
+
 def test_imresize_rejects_integer_images():
   with pytest.raises(TypeError, match="float"):
     image_ops.imresize(np.zeros((4, 4), np.uint8), 2)
