@@ -36,6 +36,9 @@ def _parse(argv):
   p.add_argument("--batch", type=int, default=8, help="canvases / video frames per call of the net")
   p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="compute dtype of the net")
   p.add_argument("--method", choices=inference.METHODS, default="auto", help="3x3 conv kernel (see inference)")
+  p.add_argument("--preset", choices=video.X264_PRESETS, default=None,
+                 help="libx264 preset for .mp4/.mkv/.mov outputs (default: ffmpeg's medium; veryfast encodes "
+                      "~2.7x faster, about the same quality)")
   p.add_argument("--quiet", action="store_true", help="no progress bars")
   return p.parse_args(argv)
 
@@ -164,7 +167,8 @@ def main(argv) -> int:
       if video.is_video(src):
         if not video.is_video(dst):
           raise ValueError(f"{dst}: a video ({src.name}) needs a video output name")
-        video.upscale_video(src, dst, up.frames, frames_per_call=up.frames_per_call, progress=not args.quiet)
+        video.upscale_video(src, dst, up.frames, frames_per_call=up.frames_per_call, preset=args.preset,
+                            progress=not args.quiet)
       else:
         if video.is_video(dst):
           raise ValueError(f"{dst}: an image ({src.name}) needs an image output name")

@@ -68,6 +68,20 @@ def test_no_audio_and_odd_sizes(tmp_path):
   frames.close()
 
 
+def test_preset_is_passed_to_libx264_and_checked(tmp_path):
+  src = _make(tmp_path / "in.mp4", audio=False)
+  fn, _ = _nearest(2)
+  assert video.upscale_video(src, tmp_path / "fast.mp4", fn, frames_per_call=4, preset="ultrafast",
+                             progress=False) == 12
+  assert video.upscale_video(src, tmp_path / "slow.mp4", fn, frames_per_call=4, preset="veryslow",
+                             progress=False) == 12
+  # The presets reach the encoder: x264 writes its settings into the stream.
+  assert b"subme=0" in (tmp_path / "fast.mp4").read_bytes() and b"subme=10" in (tmp_path / "slow.mp4").read_bytes()
+  with pytest.raises(video.VideoError, match="o.mp4: unknown preset 'quick'"):
+    video.upscale_video(src, tmp_path / "o.mp4", fn, preset="quick", progress=False)
+  assert not (tmp_path / "o.mp4").exists()
+
+
 def test_errors_name_the_file(tmp_path):
   bad = tmp_path / "bad.mp4"
   bad.write_bytes(b"not a video")
