@@ -33,7 +33,7 @@ def _params(spec, seed=0):
 
 @needs_native
 @pytest.mark.parametrize("spec", SPECS, ids=str)
-@pytest.mark.parametrize("hw", [(37, 53), (5, 70), (64, 17)])
+@pytest.mark.parametrize("hw", [(37, 53), (5, 70), (64, 17), (9, 150)])  # Winograd: 1, 2, 1, 2 + 1 tile vectors
 def test_matches_model_apply(spec, hw):
   params = _params(spec)
   x = np.random.default_rng(1).random((2, *hw, spec.channels), np.float32)

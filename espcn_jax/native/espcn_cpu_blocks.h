@@ -157,34 +157,47 @@ const vi kPairHi = {2, 3, 6, 7};
 // Floats between the 16 transformed planes: padded by a cache line so the 16 store streams do not share cache sets.
 inline std::size_t vstride(int cin) { return (std::size_t)cin * kWinoTB + 16; }
 
-template <int NO>
-BlockFn wino_block_for() { return conv_block<NO, kWinoNP>; }
+template <int NO, int NP>
+BlockFn wino_block_for() { return conv_block<NO, NP>; }
 
-BlockFn wino_block_fn(int no) {
-  static const BlockFn fns[13] = {
-      nullptr, wino_block_for<1>(), wino_block_for<2>(), wino_block_for<3>(), wino_block_for<4>(),
-      wino_block_for<5>(), wino_block_for<6>(), wino_block_for<7>(), wino_block_for<8>(), wino_block_for<9>(),
-      wino_block_for<10>(), wino_block_for<11>(), wino_block_for<12>()};
-  return fns[no];
+// NO output channels x NP (1 .. kWinoNP) vectors of tiles.
+BlockFn wino_block_fn(int no, int np) {
+  static_assert(kWinoNP == 2, "one table per tile-vector count");
+  static const BlockFn fns[2][13] = {
+      {nullptr, wino_block_for<1, 1>(), wino_block_for<2, 1>(), wino_block_for<3, 1>(), wino_block_for<4, 1>(),
+       wino_block_for<5, 1>(), wino_block_for<6, 1>(), wino_block_for<7, 1>(), wino_block_for<8, 1>(),
+       wino_block_for<9, 1>(), wino_block_for<10, 1>(), wino_block_for<11, 1>(), wino_block_for<12, 1>()},
+      {nullptr, wino_block_for<1, 2>(), wino_block_for<2, 2>(), wino_block_for<3, 2>(), wino_block_for<4, 2>(),
+       wino_block_for<5, 2>(), wino_block_for<6, 2>(), wino_block_for<7, 2>(), wino_block_for<8, 2>(),
+       wino_block_for<9, 2>(), wino_block_for<10, 2>(), wino_block_for<11, 2>(), wino_block_for<12, 2>()}};
+  return fns[np - 1][no];
 }
 
 // U = G g G^T for every (ic, oc): [36][cin][cout], from HWIO 3x3 weights (F(4x4, 3x3)).
 std::vector<float> winograd_weights(const float* w, int cin, int cout) {
   static const double G[6][3] = {{1 / 4., 0, 0},          {-1 / 6., -1 / 6., -1 / 6.}, {-1 / 6., 1 / 6., -1 / 6.},
                                  {1 / 24., 1 / 12., 1 / 6.}, {1 / 24., -1 / 12., 1 / 6.}, {0, 0, 1}};
+  // Separable: t = G g (6x3), then U = t G^T (6x6), in double, for all output channels of one input channel at
+  // once (rows of cout floats are read and written contiguously: this runs on every call of the kernel).
   std::vector<float> u((std::size_t)36 * cin * cout);
-  for (int ic = 0; ic < cin; ++ic)
-    for (int oc = 0; oc < cout; ++oc) {
-      double g[3][3], t[6][3];  // separable: t = G g (6x3), then U = t G^T (6x6)
-      for (int i = 0; i < 3; ++i)
-        for (int j = 0; j < 3; ++j) g[i][j] = w[((std::size_t)(i * 3 + j) * cin + ic) * cout + oc];
-      for (int a = 0; a < 6; ++a)
-        for (int j = 0; j < 3; ++j) t[a][j] = G[a][0] * g[0][j] + G[a][1] * g[1][j] + G[a][2] * g[2][j];
-      for (int a = 0; a < 6; ++a)
-        for (int b = 0; b < 6; ++b)
-          u[((std::size_t)(a * 6 + b) * cin + ic) * cout + oc] =
-              (float)(t[a][0] * G[b][0] + t[a][1] * G[b][1] + t[a][2] * G[b][2]);
-    }
+  std::vector<double> t((std::size_t)18 * cout);  // t[a][j][oc]
+  for (int ic = 0; ic < cin; ++ic) {
+    const float* g[3][3];  // g[i][j][oc]
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 3; ++j) g[i][j] = w + ((std::size_t)(i * 3 + j) * cin + ic) * cout;
+    for (int a = 0; a < 6; ++a)
+      for (int j = 0; j < 3; ++j) {
+        double* tr = t.data() + (std::size_t)(a * 3 + j) * cout;
+        for (int oc = 0; oc < cout; ++oc)
+          tr[oc] = G[a][0] * g[0][j][oc] + G[a][1] * g[1][j][oc] + G[a][2] * g[2][j][oc];
+      }
+    for (int a = 0; a < 6; ++a)
+      for (int b = 0; b < 6; ++b) {
+        const double *t0 = t.data() + (std::size_t)(a * 3) * cout, *t1 = t0 + cout, *t2 = t1 + cout;
+        float* ur = u.data() + ((std::size_t)(a * 6 + b) * cin + ic) * cout;
+        for (int oc = 0; oc < cout; ++oc) ur[oc] = (float)(t0[oc] * G[b][0] + t1[oc] * G[b][1] + t2[oc] * G[b][2]);
+      }
+  }
   return u;
 }
 

@@ -144,9 +144,12 @@ class Band {
     float* M = mbuf_.data();
     const std::size_t xs = vstride(cin);
     for (int t0 = 0; t0 < T; t0 += kWinoTB) {
+      // The last block of a row may need fewer tile vectors (nq < kWinoNP): narrow pictures and tiles waste less.
+      const int nq = std::min(kWinoNP, (T - t0 + VL - 1) / VL);
+      const std::size_t ms = (std::size_t)nq * VL;  // floats per output channel in M
       // V[a*6+b][ic][t] = (B^T d B)[a][b] of tile t0 + t
       for (int ic = 0; ic < cin; ++ic) {
-        for (int q = 0; q < kWinoNP; ++q) {
+        for (int q = 0; q < nq; ++q) {
           vf u[6][6];
           for (int i = 0; i < 6; ++i) {
             const float* p = rows[i] + ic * plane + 4 * (t0 + q * VL);
@@ -175,22 +178,22 @@ class Band {
       }
       int o0 = 0;
       for (int no : ly.chunks) {
-        BlockFn fn = wino_block_fn(no);
+        BlockFn fn = wino_block_fn(no, nq);
         for (int xi = 0; xi < 36; ++xi) {
           const float* vr = V + (std::size_t)xi * xs;
           fn(&vr, kWinoTB, 1, cin, 0, ly.wino.data() + (std::size_t)xi * cin * cout + o0, cout, zeros_, kActLinear,
-             M + (std::size_t)xi * no * kWinoTB);
+             M + (std::size_t)xi * no * ms);
         }
         // Y = A^T M A per tile, + bias, activation; lanes are tiles: zip the 4 column phases into pixels
         for (int o = 0; o < no; ++o) {
           const vf bias = (vf){} + ly.bias[o0 + o];
-          for (int q = 0; q < kWinoNP; ++q) {
+          for (int q = 0; q < nq; ++q) {
             const int x = 4 * (t0 + q * VL);
             if (x >= W) break;
             vf s[6][4];
             for (int a = 0; a < 6; ++a) {
               vf m[6];
-              for (int b = 0; b < 6; ++b) m[b] = loadu(M + ((std::size_t)(a * 6 + b) * no + o) * kWinoTB + q * VL);
+              for (int b = 0; b < 6; ++b) m[b] = loadu(M + ((std::size_t)(a * 6 + b) * no + o) * ms + q * VL);
               at6(m, s[a]);
             }
             vf y[4][4];  // y[row][column phase]
