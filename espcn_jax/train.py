@@ -64,6 +64,8 @@ def default_config() -> dict:
       "cpu_ynn_fusion": True,  # XLA:CPU: YNNPACK fusions for dots, elementwise ops, reductions (same math, faster)
       "native_kernels": "auto",  # the net's forward/backward in C++ (espcn_jax.native.training): auto, on or off;
       # auto = on the CPU in float32 on one device when the kernels build (1.45-1.7x XLA's step on 2 cores)
+      "native_bf16": "off",  # the native kernels' convolutions with >= 8 inputs on bf16 operands (float32 sums):
+      # auto (when the CPU has AVX512_BF16: ~1.4x the float32 kernels' step), on or off
       "distributed": False,  # jax.distributed.initialize() (multi-host; coordinator from the environment)
       "coordinator_address": "", "num_processes": 0, "process_id": -1,
       "tensorboard": True,
@@ -260,8 +262,12 @@ def train(cfg: dict, workdir) -> int:
                                 dtype=dtype)
   except ValueError as e:
     raise TrainError(str(e)) from e
-  train_io.say(f"forward / backward pass: {why}")
-  step_fn = ts.make_train_step(spec, tx, degrade_fn=degrade, dtype=dtype, native=native)
+  try:
+    bf16, why_bf16 = ts.use_native_bf16(cfg["native_bf16"], native=native)
+  except ValueError as e:
+    raise TrainError(f"{e} (--config.native_bf16=off, or configs/t91_x3_cpu.py, trains in float32)") from e
+  train_io.say(f"forward / backward pass: {why}" + (f", {why_bf16}" if native else ""))
+  step_fn = ts.make_train_step(spec, tx, degrade_fn=degrade, dtype=dtype, native=native, native_bf16=bf16)
   stacked = ts.batch_sharding(mesh)
   # The YNNPACK fusions speed up XLA's convolutions; beside the native kernels they only compete for the cores (the
   # native step with them: 0.73x of the one without, BENCHMARKS.md)

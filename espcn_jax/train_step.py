@@ -82,18 +82,19 @@ def to_model_input(hr_BxHxWxC, channels: int):
 
 
 def make_train_step(spec: model.Spec, tx: optax.GradientTransformationExtraArgs, *, degrade_fn: Callable,
-                    dtype=None, native: bool = False) -> Callable:
+                    dtype=None, native: bool = False, native_bf16: bool = False) -> Callable:
   """Returns the pure `train_step(state, hr_BxHxWxC) -> (state, {"loss": scalar})`.
 
   `dtype` is the model's compute dtype (None: float32). `native`: the net's forward and backward pass by the C++
-  kernels of `espcn_jax.native.training` (CPU, float32, one device; see `use_native`). The plateau schedule
+  kernels of `espcn_jax.native.training` (CPU, float32, one device; see `use_native`); `native_bf16`: their
+  convolutions with >= 8 inputs multiply bf16 operands (float32 sums; see `use_native_bf16`). The plateau schedule
   receives `value=loss`.
   """
   if native:
     from espcn_jax.native import training  # bottom layer, like the model; imported only when used
     if dtype not in (None, jnp.float32, "float32"):
       raise ValueError(f"the native training kernels are float32 only, got dtype {dtype}")
-    forward = lambda params, lr: training.apply(params, lr, spec)
+    forward = lambda params, lr: training.apply(params, lr, spec, bf16=native_bf16)
   else:
     forward = lambda params, lr: model.apply(params, lr, spec, dtype=dtype)
 
@@ -139,6 +140,29 @@ def use_native(setting, *, backend: str, num_devices: int, dtype=None) -> tuple[
   if setting == "on":
     raise ValueError(f"native training kernels requested, but {why}")
   return False, f"XLA ({why})"
+
+
+def use_native_bf16(setting, *, native: bool) -> tuple[bool, str]:
+  """Whether the native kernels should use bf16 dot products, and why: `setting` "auto" (when the native kernels
+  run and the CPU has AVX512_BF16), "on" (the same, else ValueError) or "off" (True / False mean on / off)."""
+  if isinstance(setting, bool):
+    setting = "on" if setting else "off"
+  if setting not in ("auto", "on", "off"):
+    raise ValueError(f"native bf16: expected auto, on or off, got {setting!r}")
+  if setting == "off":
+    return False, "float32"
+  why = None
+  if not native:
+    why = "the native kernels are not in use"
+  else:
+    from espcn_jax import native as native_lib
+    if not native_lib.train_has_bf16():
+      why = "this CPU has no AVX512_BF16"
+  if why is None:
+    return True, "bf16 dot products (float32 sums)"
+  if setting == "on":
+    raise ValueError(f"native bf16 requested, but {why}")
+  return False, f"float32 ({why})"
 
 
 def make_multi_step(train_step: Callable, num_steps: int, sample_fn: Callable | None = None,

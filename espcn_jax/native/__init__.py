@@ -40,7 +40,7 @@ import numpy as np
 
 _HERE = pathlib.Path(__file__).resolve().parent
 SOURCES = ("espcn_cpu_kernel.cc", "espcn_cpu_train.cc", "espcn_cpu_ffi.cc")
-HEADERS = ("espcn_cpu_kernel.h", "espcn_cpu_blocks.h", "espcn_cpu_train.h")
+HEADERS = ("espcn_cpu_kernel.h", "espcn_cpu_blocks.h", "espcn_cpu_train.h", "espcn_cpu_train_blocks.h")
 TARGET = "espcn_forward_cpu"
 TRAIN_TARGETS = {"espcn_train_forward_cpu": "EspcnTrainForward", "espcn_train_backward_cpu": "EspcnTrainBackward"}
 ACTIVATION_CODES = {"linear": 0, "tanh": 1, "relu": 2}
@@ -131,6 +131,7 @@ def _load():
     lib.espcn_isa.restype = ctypes.c_char_p
     _state["lib"] = lib
     _state["isa"] = lib.espcn_isa().decode()
+    _state["train_bf16"] = bool(lib.espcn_train_has_bf16())
   except (RuntimeError, OSError, AttributeError) as e:
     _state["error"] = str(e)
   return _state.get("lib")
@@ -150,6 +151,12 @@ def isa() -> str | None:
   """The vector instruction set the library was built for: "avx512", "avx2", "generic" (None if unavailable)."""
   _load()
   return _state.get("isa")
+
+
+def train_has_bf16() -> bool:
+  """True when the training kernels can take bf16 operands (a build for a CPU with AVX512_BF16)."""
+  _load()
+  return bool(_state.get("train_bf16"))
 
 
 def num_threads() -> int:

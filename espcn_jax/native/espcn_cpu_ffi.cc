@@ -75,7 +75,7 @@ namespace {
 // NetDesc for a training call from x (B, H, W, C) and the attributes; checks the packed weights' size.
 ffi::Error describe(const char* name, ffi::Buffer<ffi::F32>& x, ffi::Buffer<ffi::F32>& packed,
                     ffi::Span<const int64_t> kernel_sizes, ffi::Span<const int64_t> channels, int64_t activation,
-                    int64_t num_threads, NetDesc* net) {
+                    int64_t num_threads, int64_t bf16, NetDesc* net) {
   auto xd = x.dimensions();
   const std::string n = name;
   if (xd.size() != 4) return ffi::Error::InvalidArgument(n + ": x must be (B, H, W, C)");
@@ -84,6 +84,7 @@ ffi::Error describe(const char* name, ffi::Buffer<ffi::F32>& x, ffi::Buffer<ffi:
   net->num_layers = (int)kernel_sizes.size();
   net->activation = (int)activation;
   net->num_threads = (int)num_threads;
+  net->bf16 = (int)bf16;
   if (net->num_layers < 1 || net->num_layers > 16 || (int)channels.size() != net->num_layers + 1 ||
       channels[0] != xd[3])
     return ffi::Error::InvalidArgument(n + ": need 1-16 layers, one channel count per activation, C inputs");
@@ -113,9 +114,10 @@ Schedule pool_schedule(ffi::ThreadPool& pool, NetDesc* net) {
 
 ffi::Error TrainForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> packed, ffi::ResultBuffer<ffi::F32> y,
                         ffi::ResultBuffer<ffi::F32> acts, ffi::Span<const int64_t> kernel_sizes,
-                        ffi::Span<const int64_t> channels, int64_t activation, int64_t num_threads) {
+                        ffi::Span<const int64_t> channels, int64_t activation, int64_t num_threads, int64_t bf16) {
   NetDesc net;
-  ffi::Error e = describe("espcn_train_forward", x, packed, kernel_sizes, channels, activation, num_threads, &net);
+  ffi::Error e =
+      describe("espcn_train_forward", x, packed, kernel_sizes, channels, activation, num_threads, bf16, &net);
   if (e.failure()) return e;
   if (!is_pre_ps(y->dimensions(), net))
     return ffi::Error::InvalidArgument("espcn_train_forward: y must be (B, H, W, channels[-1])");
@@ -130,9 +132,10 @@ ffi::Error TrainForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buff
 ffi::Error TrainBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> packed, ffi::Buffer<ffi::F32> acts,
                          ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> grads,
                          ffi::Span<const int64_t> kernel_sizes, ffi::Span<const int64_t> channels, int64_t activation,
-                         int64_t num_threads) {
+                         int64_t num_threads, int64_t bf16) {
   NetDesc net;
-  ffi::Error e = describe("espcn_train_backward", x, packed, kernel_sizes, channels, activation, num_threads, &net);
+  ffi::Error e =
+      describe("espcn_train_backward", x, packed, kernel_sizes, channels, activation, num_threads, bf16, &net);
   if (e.failure()) return e;
   if (!is_pre_ps(dy.dimensions(), net))
     return ffi::Error::InvalidArgument("espcn_train_backward: dy must be (B, H, W, channels[-1])");
@@ -158,7 +161,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(EspcnTrainForward, TrainForward,
                                   .Attr<ffi::Span<const int64_t>>("kernel_sizes")
                                   .Attr<ffi::Span<const int64_t>>("channels")
                                   .Attr<int64_t>("activation")
-                                  .Attr<int64_t>("num_threads"));
+                                  .Attr<int64_t>("num_threads")
+                                  .Attr<int64_t>("bf16"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(EspcnTrainBackward, TrainBackward,
                               ffi::Ffi::Bind()
@@ -171,4 +175,5 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(EspcnTrainBackward, TrainBackward,
                                   .Attr<ffi::Span<const int64_t>>("kernel_sizes")
                                   .Attr<ffi::Span<const int64_t>>("channels")
                                   .Attr<int64_t>("activation")
-                                  .Attr<int64_t>("num_threads"));
+                                  .Attr<int64_t>("num_threads")
+                                  .Attr<int64_t>("bf16"));

@@ -14,6 +14,8 @@ struct NetDesc {
   int activation;    // kAct*: after every layer but the last
   int num_threads;
   int winograd;  // 1: 3x3 layers with >= 8 inputs by Winograd F(4x4, 3x3); 0: direct convolution
+  int bf16;      // training kernels: 1 = convolutions with >= 8 inputs take bf16 operands (float32 sums) where the
+                 // CPU has AVX512_BF16 (espcn_train_has_bf16); 0 = float32
 };
 
 // Packed weights, layer after layer: kernel [k][k][cin][cout] (HWIO) then bias [cout]. Returns 0 on success.

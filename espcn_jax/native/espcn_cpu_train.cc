@@ -14,7 +14,10 @@
 //   conv_px:  NP pixels x NV vectors of output channels; per (tap, input channel) NV weight loads and NP broadcasts.
 //             Used for the forward convolutions and for the input gradients (the flipped, transposed kernel).
 //   wgrad_px: NI (tap, input channel) pairs x NV vectors of output channels, summed over all pixels of an image.
-// Plain C++ with GCC vector extensions (espcn_cpu_blocks.h), built for the CPU at first use like the forward kernel.
+// bf16 mode (NetDesc::bf16, AVX512_BF16 builds): the convolutions with >= 8 inputs multiply bf16 operands, summed in
+// float32 (vdpbf16ps: two products per lane per instruction); the weight gradients take pairs of images at once.
+// The microkernels are in espcn_cpu_train_blocks.h. Plain C++ with GCC vector extensions (espcn_cpu_blocks.h), built
+// for the CPU at first use like the forward kernel.
 
 #include "espcn_cpu_train.h"
 
@@ -28,138 +31,11 @@
 #include <utility>
 #include <vector>
 
-#include "espcn_cpu_blocks.h"
+#include "espcn_cpu_train_blocks.h"
+
+extern "C" int espcn_train_has_bf16() { return ESPCN_HAVE_BF16; }
 
 namespace {
-
-constexpr int kCS = 16;  // channel counts are padded to a multiple of this (any of the vector widths divides it)
-inline int round_up(int c, int m) { return (c + m - 1) / m * m; }
-constexpr int kMaxNV = 4;  // output vectors per block
-
-// A padded NHWC image: pixel (y, x), -pad <= y < H + pad, starts at data + (y + pad) * pitch + (x + pad) * cs.
-struct Img {
-  float* data;
-  int h, w, pad, cs;
-  std::size_t pitch() const { return (std::size_t)(w + 2 * pad) * cs; }
-  std::size_t size() const { return (std::size_t)(h + 2 * pad) * pitch(); }
-  float* at(int y, int x) const { return data + (std::size_t)(y + pad) * pitch() + (std::size_t)(x + pad) * cs; }
-};
-
-inline vf deriv(vf g, vf a, int activation) {  // dL/dz from dL/da and a = act(z)
-  if (activation == kActTanh) return g * (1.0f - a * a);
-  if (activation == kActRelu) return a > 0 ? g : (vf){};
-  return g;
-}
-
-inline void store_part(float* p, vf v, int n) {  // the first n (< VL) lanes
-  float t[VL];
-  storeu(t, v);
-  std::memcpy(p, t, sizeof(float) * n);
-}
-
-// out(px p, channels [v*VL, ...)) = sum_{ky, kx, ci} in0[ky * pitch + (p + kx) * in_cs + ci] * w[ky][kx][ci][v*VL ...]
-// + bias, for p < NP; then the epilogue: epi 0: act(acc); epi 1: deriv(acc, saved activation at `sav`).
-template <int NV, int NP>
-void conv_px(const float* in0, std::size_t pitch, int in_cs, int k, int cin, const float* w, int wstride,
-             const float* bias, int epi, int act, const float* sav, int sav_cs, float* out, int out_cs, int nstore) {
-  vf acc[NP][NV];
-#pragma GCC unroll 24
-  for (int p = 0; p < NP; ++p)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[p][v] = loadu(bias + v * VL);
-  for (int ky = 0; ky < k; ++ky)
-    for (int kx = 0; kx < k; ++kx) {
-      const float* ip = in0 + ky * pitch + (std::size_t)kx * in_cs;
-      const float* wp = w + (std::size_t)(ky * k + kx) * cin * wstride;
-      for (int ci = 0; ci < cin; ++ci) {
-        vf wv[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) wv[v] = loadu(wp + (std::size_t)ci * wstride + v * VL);
-#pragma GCC unroll 24
-        for (int p = 0; p < NP; ++p) {
-          vf s = (vf){} + ip[(std::size_t)p * in_cs + ci];
-#pragma GCC unroll 4
-          for (int v = 0; v < NV; ++v) acc[p][v] += s * wv[v];
-        }
-      }
-    }
-#pragma GCC unroll 24
-  for (int p = 0; p < NP; ++p)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      vf r = epi == 0 ? activate(acc[p][v], act) : deriv(acc[p][v], loadu(sav + (std::size_t)p * sav_cs + v * VL), act);
-      int n = nstore - v * VL;
-      if (n >= VL)
-        storeu(out + (std::size_t)p * out_cs + v * VL, r);
-      else if (n > 0)
-        store_part(out + (std::size_t)p * out_cs + v * VL, r, n);
-    }
-}
-
-// dw[j][v*VL ...] += sum over the image's pixels (y, x) of in(y - k/2, x - k/2)[off + j] * dz(y, x)[v*VL ...], j < NI.
-// `off` addresses a run of NI consecutive floats: NI input channels of one tap, or NI taps along x when cs == 1.
-template <int NV, int NI>
-void wgrad_px(const Img& in, int k, std::size_t off, const Img& dz, int vbase, float* dw, int dw_stride) {
-  vf acc[NI][NV];
-#pragma GCC unroll 24
-  for (int j = 0; j < NI; ++j)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[j][v] = (vf){};
-  const int h = dz.h, w = dz.w, in_cs = in.cs, dz_cs = dz.cs;
-  for (int y = 0; y < h; ++y) {
-    const float* ip = in.at(y - k / 2, -(k / 2)) + off;
-    const float* dp = dz.at(y, 0) + vbase * VL;
-    for (int x = 0; x < w; ++x, ip += in_cs, dp += dz_cs) {
-      vf d[NV];
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) d[v] = loadu(dp + v * VL);
-#pragma GCC unroll 24
-      for (int j = 0; j < NI; ++j) {
-        vf s = (vf){} + ip[j];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[j][v] += s * d[v];
-      }
-    }
-  }
-#pragma GCC unroll 24
-  for (int j = 0; j < NI; ++j)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      float* p = dw + (std::size_t)j * dw_stride + (vbase + v) * VL;
-      storeu(p, loadu(p) + acc[j][v]);
-    }
-}
-
-typedef void (*ConvFn)(const float*, std::size_t, int, int, int, const float*, int, const float*, int, int,
-                       const float*, int, float*, int, int);
-typedef void (*WgradFn)(const Img&, int, std::size_t, const Img&, int, float*, int);
-
-constexpr int max_block(int nv) { return ACC / nv; }  // pixels (conv) or pairs (wgrad) per block
-constexpr int kTable = ACC + 1;
-
-template <int NV, int... I>
-std::array<ConvFn, kTable> conv_table(std::integer_sequence<int, I...>) {
-  return {{&conv_px<NV, (I < 1 ? 1 : (I > max_block(NV) ? max_block(NV) : I))>...}};
-}
-template <int NV, int... I>
-std::array<WgradFn, kTable> wgrad_table(std::integer_sequence<int, I...>) {
-  return {{&wgrad_px<NV, (I < 1 ? 1 : (I > max_block(NV) ? max_block(NV) : I))>...}};
-}
-
-ConvFn conv_fn(int nv, int np) {
-  static const std::array<ConvFn, kTable> t[kMaxNV] = {
-      conv_table<1>(std::make_integer_sequence<int, kTable>()), conv_table<2>(std::make_integer_sequence<int, kTable>()),
-      conv_table<3>(std::make_integer_sequence<int, kTable>()), conv_table<4>(std::make_integer_sequence<int, kTable>())};
-  return t[nv - 1][np];
-}
-WgradFn wgrad_fn(int nv, int ni) {
-  static const std::array<WgradFn, kTable> t[kMaxNV] = {
-      wgrad_table<1>(std::make_integer_sequence<int, kTable>()),
-      wgrad_table<2>(std::make_integer_sequence<int, kTable>()),
-      wgrad_table<3>(std::make_integer_sequence<int, kTable>()),
-      wgrad_table<4>(std::make_integer_sequence<int, kTable>())};
-  return t[nv - 1][ni];
-}
 
 // out(y, x)[0 .. cout) for the whole image = epilogue(conv(in, w) + bias); w is [k][k][cin][wstride], wstride a
 // multiple of VL >= cout, bias has wstride floats. `sav` (epi 1): the saved activation, same geometry as out.
@@ -179,6 +55,37 @@ void conv_image(const Img& in, int k, int cin, const float* w, int wstride, cons
                              out.at(y, x0) + g0 * VL, out.cs, nstore);
       }
   }
+}
+
+#if ESPCN_HAVE_BF16
+// conv_image on a bf16 image with bf16 weight pairs ([k][k][cpairs][wstride], cpairs = ceil(cin / 2)).
+void conv_image_bf16(const BImg& in, int k, int cpairs, const uint32_t* w, int wstride, const float* bias, int cout,
+                     int epi, int act, const Img* sav, const Img& out) {
+  const int nvec = (cout + VL - 1) / VL;
+  for (int g0 = 0; g0 < nvec; g0 += kMaxNV) {
+    const int nv = std::min(kMaxNV, nvec - g0), npmax = max_block(nv);
+    const int nb = (out.w + npmax - 1) / npmax;
+    const int nstore = std::min(cout - g0 * VL, nv * VL);
+    ConvBf16Fn fns[2] = {conv_bf16_fn(nv, out.w / nb), conv_bf16_fn(nv, out.w / nb + 1)};
+    for (int y = 0; y < out.h; ++y)
+      for (int b = 0; b < nb; ++b) {
+        const int x0 = out.w * b / nb, np = out.w * (b + 1) / nb - x0;
+        fns[np - out.w / nb](in.at(y - k / 2, x0 - k / 2), in.pitch(), in.cs, k, cpairs, w + g0 * VL, wstride,
+                             bias + g0 * VL, epi, act, sav ? sav->at(y, x0) + g0 * VL : nullptr, sav ? sav->cs : 0,
+                             out.at(y, x0) + g0 * VL, out.cs, nstore);
+      }
+  }
+}
+#endif
+
+// db[0 .. coutv) += sum over the pixels of dz.
+void bias_grad(const Img& dz, int coutv, float* db) {
+  const int nvec = coutv / VL;
+  for (int y = 0; y < dz.h; ++y)
+    for (int x = 0; x < dz.w; ++x) {
+      const float* d = dz.at(y, x);
+      for (int v = 0; v < nvec; ++v) storeu(db + v * VL, loadu(db + v * VL) + loadu(d + v * VL));
+    }
 }
 
 // dw[ky][kx][ci][0 .. coutv) += sum over pixels of in(y + ky - k/2, x + kx - k/2)[ci] * dz(y, x)[...]; db += sum dz.
@@ -204,18 +111,34 @@ void wgrad_image(const Img& in, int k, int cin, const Img& dz, int coutv, float*
           }
     }
   }
-  for (int y = 0; y < dz.h; ++y)
-    for (int x = 0; x < dz.w; ++x) {
-      const float* d = dz.at(y, x);
-      for (int v = 0; v < nvec; ++v) storeu(db + v * VL, loadu(db + v * VL) + loadu(d + v * VL));
-    }
+  bias_grad(dz, coutv, db);
 }
+
+#if ESPCN_HAVE_BF16
+// wgrad_image's weight part for a pair of images (cin >= 2 channels of a padded, 16-aligned layout).
+void wgrad_image_bf16(const PImg& in, int k, int cin, const PImg& dz, int coutv, float* dw) {
+  const int nvec = coutv / VL;
+  for (int g0 = 0; g0 < nvec; g0 += kMaxNV) {
+    const int nv = std::min(kMaxNV, nvec - g0), nimax = max_block(nv);
+    const int nb = (cin + nimax - 1) / nimax;
+    for (int ky = 0; ky < k; ++ky)
+      for (int kx = 0; kx < k; ++kx)
+        for (int b = 0; b < nb; ++b) {
+          const int c0 = cin * b / nb, ni = cin * (b + 1) / nb - c0;
+          wgrad_bf16_fn(nv, ni)(in, k, (std::size_t)ky * in.pitch() + (std::size_t)kx * in.cs + c0, dz, g0,
+                                dw + ((std::size_t)(ky * k + kx) * cin + c0) * coutv, coutv);
+        }
+  }
+}
+#endif
 
 struct Net {
   int L, B, H, W, act, threads;
+  bool bf16;                           // convolutions with >= kBf16MinIn inputs in bf16 (ESPCN_HAVE_BF16 only)
   std::vector<int> k, c;               // kernel sizes; channels[0 .. L]
   std::vector<int> cv;                 // round_up(c, kCS)
   std::vector<std::vector<float>> w, b, wt;  // [k][k][cin][cv_out], [cv_out], flipped [k][k][cout][cv_in]
+  std::vector<std::vector<uint32_t>> wp, wtp;  // bf16 pairs of w / wt over the input channels (bf16 layers only)
   std::vector<float> zero_bias;        // the input gradients' "bias"
   std::vector<std::size_t> act_off;    // offset of hidden layer l's activations in the acts buffer
   std::size_t acts_size = 0;
@@ -226,6 +149,7 @@ struct Net {
   Net(const NetDesc* d, const float* packed, Use use = kForward)
       : L(d->num_layers), B(d->batch), H(d->height), W(d->width) {
     act = d->activation;
+    bf16 = ESPCN_HAVE_BF16 && d->bf16;
     threads = std::max(1, d->num_threads);
     for (int l = 0; l < L; ++l) k.push_back(d->kernel_sizes[l]);
     for (int l = 0; l <= L; ++l) c.push_back(d->channels[l]), cv.push_back(round_up(d->channels[l], kCS));
@@ -251,12 +175,39 @@ struct Net {
             else
               wtl[((std::size_t)(kk * kk - 1 - t) * co + o) * cv[l] + i] = v;  // (ky, kx) -> (k-1-ky, k-1-kx)
           }
+      std::vector<uint32_t> wpl, wtpl;
+      if (fwd && bf16_in(l, false)) {  // [t][ci / 2][cv_out]: (w[t][2p][o], w[t][2p + 1][o])
+        const int cp = (ci + 1) / 2, cvo = cv[l + 1];
+        wpl.assign((std::size_t)kk * kk * cp * cvo, 0u);
+        for (int t = 0; t < kk * kk; ++t)
+          for (int p = 0; p < cp; ++p)
+            for (int o = 0; o < co; ++o)
+              wpl[((std::size_t)t * cp + p) * cvo + o] = bf16_pair(
+                  src[((std::size_t)t * ci + 2 * p) * co + o], 2 * p + 1 < ci ? src[((std::size_t)t * ci + 2 * p + 1) * co + o] : 0.f);
+      }
+      if (!fwd && bf16_in(l, true)) {  // flipped: [k*k-1-t][co / 2][cv_in]: (w[t][i][2p], w[t][i][2p + 1])
+        const int cp = (co + 1) / 2, cvi = cv[l];
+        wtpl.assign((std::size_t)kk * kk * cp * cvi, 0u);
+        for (int t = 0; t < kk * kk; ++t)
+          for (int p = 0; p < cp; ++p)
+            for (int i = 0; i < ci; ++i) {
+              const float* wr = src + ((std::size_t)t * ci + i) * co;
+              wtpl[((std::size_t)(kk * kk - 1 - t) * cp + p) * cvi + i] = bf16_pair(wr[2 * p], 2 * p + 1 < co ? wr[2 * p + 1] : 0.f);
+            }
+      }
       src += (std::size_t)kk * kk * ci * co;
       if (fwd) std::copy(src, src + co, bl.begin());
       src += co;
       w.push_back(std::move(wl)), b.push_back(std::move(bl)), wt.push_back(std::move(wtl));
+      wp.push_back(std::move(wpl)), wtp.push_back(std::move(wtpl));
     }
   }
+
+  // Whether layer l's forward convolution (or, `input_grad`, its input gradient, a convolution over its outputs)
+  // runs in bf16: bf16 on and >= kBf16MinIn channels in (the 1-channel first layer stays float32).
+  bool bf16_in(int l, bool input_grad) const { return bf16 && (input_grad ? c[l + 1] : c[l]) >= kBf16MinIn; }
+  // Whether layer l's weight gradient runs in bf16 (pairs of images; its input is a hidden activation).
+  bool bf16_wgrad(int l) const { return bf16 && l >= 1 && c[l] >= kBf16MinIn; }
 
   Img hidden(float* acts, int l, int img) const {  // saved activation of layer l (< L - 1) for image img
     const int p = k[l + 1] / 2;
@@ -321,21 +272,26 @@ int espcn_train_forward(const NetDesc* d, const float* packed, const float* x, f
   run_chunks(n, net.threads, schedule, [&](int chunk) {
     const int i0 = net.B * chunk / n, i1 = net.B * (chunk + 1) / n;
     std::vector<float> xbuf;
+    std::vector<uint16_t> bbuf;
     for (int i = i0; i < i1; ++i) {
       Img in;
       net.load_input(x, i, xbuf, in);
       for (int l = 0; l < L; ++l) {
-        if (l + 1 < L) {
-          Img out = net.hidden(acts, l, i);
-          std::memset(out.data, 0, sizeof(float) * out.size());
-          conv_image(in, net.k[l], net.c[l], net.w[l].data(), net.cv[l + 1], net.b[l].data(), net.cv[l + 1], 0,
-                     net.act, nullptr, out);
-          in = out;
-        } else {
-          Img out{y + (std::size_t)i * net.H * net.W * cout, net.H, net.W, 0, cout};
-          conv_image(in, net.k[l], net.c[l], net.w[l].data(), net.cv[l + 1], net.b[l].data(), cout, 0, kActLinear,
-                     nullptr, out);
-        }
+        const bool last = l + 1 == L;
+        Img out = last ? Img{y + (std::size_t)i * net.H * net.W * cout, net.H, net.W, 0, cout} : net.hidden(acts, l, i);
+        if (!last) std::memset(out.data, 0, sizeof(float) * out.size());
+        const int nout = last ? cout : net.cv[l + 1], a = last ? kActLinear : net.act;
+#if ESPCN_HAVE_BF16
+        if (net.bf16_in(l, false)) {
+          BImg bin;
+          convert_bf16(in, bbuf, bin);
+          conv_image_bf16(bin, net.k[l], (net.c[l] + 1) / 2, net.wp[l].data(), net.cv[l + 1], net.b[l].data(), nout,
+                          0, a, nullptr, out);
+        } else
+#endif
+          conv_image(in, net.k[l], net.c[l], net.w[l].data(), net.cv[l + 1], net.b[l].data(), nout, 0, a, nullptr,
+                     out);
+        in = out;
       }
     }
   });
@@ -356,30 +312,61 @@ int espcn_train_backward(const NetDesc* d, const float* packed, const float* x, 
       dw[t].emplace_back((std::size_t)net.k[l] * net.k[l] * net.c[l] * net.cv[l + 1], 0.f);
       db[t].emplace_back(net.cv[l + 1], 0.f);
     }
-    std::vector<float> xbuf, dzbuf[2];
-    for (int i = i0; i < i1; ++i) {
-      Img xin;
-      net.load_input(x, i, xbuf, xin);
-      // dz of the last layer: dy, zero-padded by k/2 for its input gradient
-      Img dz{nullptr, net.H, net.W, net.k[L - 1] / 2, net.cv[L]};
-      dzbuf[0].assign(dz.size(), 0.f);
-      dz.data = dzbuf[0].data();
-      const int cout = net.c[L];
-      for (int y = 0; y < net.H; ++y)
-        for (int xx = 0; xx < net.W; ++xx)
-          std::memcpy(dz.at(y, xx), dy + (((std::size_t)i * net.H + y) * net.W + xx) * cout, sizeof(float) * cout);
+    std::vector<float> xbuf, dzbuf[2][2];
+    std::vector<uint16_t> bbuf;
+    std::vector<uint32_t> pin, pdz;
+    // bf16: the images go in pairs, whose weight gradients are one pass of pair dot products
+    const int group = net.bf16 ? 2 : 1, cout = net.c[L];
+    for (int i = i0; i < i1; i += group) {
+      const int m = std::min(group, i1 - i);
+      Img dz[2];
+      for (int e = 0; e < m; ++e) {  // dz of the last layer: dy, zero-padded by k/2 for its input gradient
+        dz[e] = Img{nullptr, net.H, net.W, net.k[L - 1] / 2, net.cv[L]};
+        dzbuf[e][0].assign(dz[e].size(), 0.f);
+        dz[e].data = dzbuf[e][0].data();
+        for (int y = 0; y < net.H; ++y)
+          for (int xx = 0; xx < net.W; ++xx)
+            std::memcpy(dz[e].at(y, xx), dy + (((std::size_t)(i + e) * net.H + y) * net.W + xx) * cout,
+                        sizeof(float) * cout);
+      }
       for (int l = L - 1; l >= 0; --l) {
-        const Img in = l == 0 ? xin : net.hidden(acts, l - 1, i);
-        wgrad_image(in, net.k[l], net.c[l], dz, net.cv[l + 1], dw[t][l].data(), db[t][l].data());
+#if ESPCN_HAVE_BF16
+        if (net.bf16_wgrad(l)) {
+          const Img a = net.hidden(acts, l - 1, i), b = m > 1 ? net.hidden(acts, l - 1, i + 1) : a;
+          PImg pa, pd;
+          convert_pair(a, m > 1 ? &b : nullptr, pin, pa);
+          convert_pair(dz[0], m > 1 ? &dz[1] : nullptr, pdz, pd);
+          wgrad_image_bf16(pa, net.k[l], net.c[l], pd, net.cv[l + 1], dw[t][l].data());
+          for (int e = 0; e < m; ++e) bias_grad(dz[e], net.cv[l + 1], db[t][l].data());
+        } else
+#endif
+          for (int e = 0; e < m; ++e) {
+            Img in;
+            if (l == 0)
+              net.load_input(x, i + e, xbuf, in);
+            else
+              in = net.hidden(acts, l - 1, i + e);
+            wgrad_image(in, net.k[l], net.c[l], dz[e], net.cv[l + 1], dw[t][l].data(), db[t][l].data());
+          }
         if (l == 0) break;
-        Img prev{nullptr, net.H, net.W, net.k[l - 1] / 2, net.cv[l]};  // dL/dz of layer l - 1
-        std::vector<float>& buf = dzbuf[(L - l) % 2];
-        buf.assign(prev.size(), 0.f);
-        prev.data = buf.data();
-        const Img sav = net.hidden(acts, l - 1, i);
-        conv_image(dz, net.k[l], net.c[l + 1], net.wt[l].data(), net.cv[l], net.zero_bias.data(), net.c[l], 1,
-                   net.act, &sav, prev);
-        dz = prev;
+        for (int e = 0; e < m; ++e) {
+          Img prev{nullptr, net.H, net.W, net.k[l - 1] / 2, net.cv[l]};  // dL/dz of layer l - 1
+          std::vector<float>& buf = dzbuf[e][(L - l) % 2];
+          buf.assign(prev.size(), 0.f);
+          prev.data = buf.data();
+          const Img sav = net.hidden(acts, l - 1, i + e);
+#if ESPCN_HAVE_BF16
+          if (net.bf16_in(l, true)) {
+            BImg bdz;
+            convert_bf16(dz[e], bbuf, bdz);
+            conv_image_bf16(bdz, net.k[l], (net.c[l + 1] + 1) / 2, net.wtp[l].data(), net.cv[l],
+                            net.zero_bias.data(), net.c[l], 1, net.act, &sav, prev);
+          } else
+#endif
+            conv_image(dz[e], net.k[l], net.c[l + 1], net.wt[l].data(), net.cv[l], net.zero_bias.data(), net.c[l], 1,
+                       net.act, &sav, prev);
+          dz[e] = prev;
+        }
       }
     }
   });

@@ -13,6 +13,9 @@ using Schedule = std::function<void(std::function<void()>)>;
 // layer l, B images of (H + 2p) x (W + 2p) pixels of round_up(channels[l + 1], 16) floats, p = kernel_sizes[l + 1] / 2.
 extern "C" int64_t espcn_train_acts_size(const NetDesc* net);
 
+// 1 when this build has the bf16 convolutions (AVX512_BF16), else 0 (then NetDesc::bf16 is ignored).
+extern "C" int espcn_train_has_bf16();
+
 // Forward pass before the periodic shuffle: y (B, H, W, C r^2) NHWC and the hidden activations for the backward
 // pass. Packed weights as espcn_forward's; up to net->num_threads threads. Returns 0 on success.
 int espcn_train_forward(const NetDesc* net, const float* packed, const float* x, float* y, float* acts,

@@ -47,9 +47,10 @@ def acts_size(spec, b: int, h: int, w: int) -> int:
              for l in range(spec.num_layers - 1))
 
 
-def _attrs(spec, threads):
+def _attrs(spec, threads, bf16):
   return dict(kernel_sizes=np.asarray(spec.kernel_sizes, np.int64), channels=np.asarray(channels(spec), np.int64),
-              activation=np.int64(native.ACTIVATION_CODES[spec.activation]), num_threads=np.int64(threads))
+              activation=np.int64(native.ACTIVATION_CODES[spec.activation]), num_threads=np.int64(threads),
+              bf16=np.int64(bool(bf16)))
 
 
 def unpack(packed, spec):
@@ -63,41 +64,49 @@ def unpack(packed, spec):
   return out
 
 
-def _forward_call(packed, x, spec, threads):
+def _forward_call(packed, x, spec, threads, bf16):
   b, h, w, _ = x.shape
   call = jax.ffi.ffi_call(FORWARD, (jax.ShapeDtypeStruct((b, h, w, channels(spec)[-1]), jnp.float32),
                                     jax.ShapeDtypeStruct((acts_size(spec, b, h, w),), jnp.float32)))
-  return call(x, packed, **_attrs(spec, threads))
+  return call(x, packed, **_attrs(spec, threads, bf16))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _pre_shuffle(params, x, spec, threads):
-  y, _ = _forward_call(native.pack_params(params, spec), x, spec, threads)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _pre_shuffle(params, x, spec, threads, bf16):
+  y, _ = _forward_call(native.pack_params(params, spec), x, spec, threads, bf16)
   return y
 
 
-def _pre_shuffle_fwd(params, x, spec, threads):
+def _pre_shuffle_fwd(params, x, spec, threads, bf16):
   packed = native.pack_params(params, spec)
-  y, acts = _forward_call(packed, x, spec, threads)
+  y, acts = _forward_call(packed, x, spec, threads, bf16)
   return y, (packed, x, acts)
 
 
-def _pre_shuffle_bwd(spec, threads, res, dy):
+def _pre_shuffle_bwd(spec, threads, bf16, res, dy):
   packed, x, acts = res
   call = jax.ffi.ffi_call(BACKWARD, jax.ShapeDtypeStruct(packed.shape, jnp.float32))
-  grads = call(x, packed, acts, dy.astype(jnp.float32), **_attrs(spec, threads))
+  grads = call(x, packed, acts, dy.astype(jnp.float32), **_attrs(spec, threads, bf16))
   return unpack(grads, spec), jnp.zeros_like(x)  # x is a constant (stop_gradient in `apply`)
 
 
 _pre_shuffle.defvjp(_pre_shuffle_fwd, _pre_shuffle_bwd)
 
 
-def apply(params, lr_BxHxWxC, spec, *, threads: int | None = None):
-  """LR (B, H, W, C) -> HR (B, rH, rW, C), float32, as `model.apply`; differentiable w.r.t. `params` only."""
+def apply(params, lr_BxHxWxC, spec, *, threads: int | None = None, bf16: bool = False):
+  """LR (B, H, W, C) -> HR (B, rH, rW, C), float32, as `model.apply`; differentiable w.r.t. `params` only.
+
+  `bf16`: the convolutions with >= 8 input channels (the forward pass of every layer but the first, and the input
+  gradients) multiply bf16-rounded operands, summed in float32 (AVX512_BF16 dot products: twice the float32 rate;
+  needs `native.train_has_bf16()`). The weight gradients, activations and everything else stay float32.
+  """
   if not available():
     raise RuntimeError(f"the native CPU kernels are unavailable: {native.unavailable_reason()}")
+  if bf16 and not native.train_has_bf16():
+    raise RuntimeError("bf16 training kernels need a CPU with AVX512_BF16 (this build has none)")
   x = jax.lax.stop_gradient(jnp.asarray(lr_BxHxWxC, jnp.float32))
   if x.ndim != 4 or x.shape[-1] != spec.channels:
     raise ValueError(f"the net takes (B, H, W, {spec.channels}) inputs, got shape {x.shape}")
   params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), params)
-  return ps.depth_to_space(_pre_shuffle(params, x, spec, int(threads or native.num_threads())), spec.scale)
+  return ps.depth_to_space(_pre_shuffle(params, x, spec, int(threads or native.num_threads()), bool(bf16)),
+                           spec.scale)
