@@ -16,7 +16,8 @@ import tempfile
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The paper's Set5 numbers for each run (Table 1 for x3; x2/x4 have no T91 ESPCN entry in the paper); a run named
 # NAME_seed<k> takes NAME's.
-PAPER_SET5 = {"x3_t91_tanh": 32.55, "x3_t91_relu": 32.39, "x3_t91_bsd200": 33.00, "x3_t91_cpu": 32.55}
+PAPER_SET5 = {"x3_t91_tanh": 32.55, "x3_t91_relu": 32.39, "x3_t91_bsd200": 33.00, "x3_t91_cpu": 32.55,
+              "x3_t91_cpu_bf16": 32.55}
 
 
 def paper_set5(name: str) -> float | None:

@@ -1,7 +1,9 @@
 """video: frames streamed in fixed batches, frame count / rate / audio kept, atomic output, one-line errors."""
 
 import fractions
+import importlib.util
 import os
+import pathlib
 import subprocess
 
 import imageio_ffmpeg
@@ -96,3 +98,16 @@ def test_errors_name_the_file(tmp_path):
   with pytest.raises(video.VideoError, match="unknown video format"):
     video.upscale_video(src, tmp_path / "o.gif", fn, progress=False)
   assert not video.is_video(tmp_path / "a.png") and video.is_video(tmp_path / "a.WebM")
+
+
+def test_demo_clip_script_makes_the_readme_clip(tmp_path):
+  path = pathlib.Path(__file__).resolve().parents[1] / "scripts" / "make_demo_clip.py"
+  spec = importlib.util.spec_from_file_location("make_demo_clip", path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  assert mod.main([str(tmp_path / "clip.mp4"), "--size", "64x36", "--seconds", "1", "--fps", "10"]) == 0
+  meta, frames = video.open_video(tmp_path / "clip.mp4")
+  got = list(frames)
+  assert meta["size"] == (64, 36) and meta["fps"] == 10 and meta["has_audio"] and len(got) == 10
+  assert np.abs(got[-1].astype(int) - got[0].astype(int)).mean() > 5  # it pans
+  assert sorted(os.listdir(tmp_path)) == ["clip.mp4"]  # no temp file left

@@ -181,9 +181,10 @@ struct Net {
         wpl.assign((std::size_t)kk * kk * cp * cvo, 0u);
         for (int t = 0; t < kk * kk; ++t)
           for (int p = 0; p < cp; ++p)
-            for (int o = 0; o < co; ++o)
-              wpl[((std::size_t)t * cp + p) * cvo + o] = bf16_pair(
-                  src[((std::size_t)t * ci + 2 * p) * co + o], 2 * p + 1 < ci ? src[((std::size_t)t * ci + 2 * p + 1) * co + o] : 0.f);
+            for (int o = 0; o < co; ++o) {
+              const float* w0 = src + ((std::size_t)t * ci + 2 * p) * co + o;  // w[t][2p][o]; w[t][2p + 1][o] at + co
+              wpl[((std::size_t)t * cp + p) * cvo + o] = bf16_pair(*w0, 2 * p + 1 < ci ? w0[co] : 0.f);
+            }
       }
       if (!fwd && bf16_in(l, true)) {  // flipped: [k*k-1-t][co / 2][cv_in]: (w[t][i][2p], w[t][i][2p + 1])
         const int cp = (co + 1) / 2, cvi = cv[l];
@@ -192,7 +193,8 @@ struct Net {
           for (int p = 0; p < cp; ++p)
             for (int i = 0; i < ci; ++i) {
               const float* wr = src + ((std::size_t)t * ci + i) * co;
-              wtpl[((std::size_t)(kk * kk - 1 - t) * cp + p) * cvi + i] = bf16_pair(wr[2 * p], 2 * p + 1 < co ? wr[2 * p + 1] : 0.f);
+              wtpl[((std::size_t)(kk * kk - 1 - t) * cp + p) * cvi + i] =
+                  bf16_pair(wr[2 * p], 2 * p + 1 < co ? wr[2 * p + 1] : 0.f);
             }
       }
       src += (std::size_t)kk * kk * ci * co;

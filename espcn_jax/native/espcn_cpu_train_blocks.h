@@ -105,8 +105,8 @@ void conv_px(const float* in0, std::size_t pitch, int in_cs, int k, int cin, con
 // and NP broadcasts of an input pair, NP x NV dot products. w is [k][k][cpairs][wstride] pairs (uint32).
 template <int NV, int NP>
 void conv_px_bf16(const uint16_t* in0, std::size_t pitch, int in_cs, int k, int cpairs, const uint32_t* w,
-                  int wstride, const float* bias, int epi, int act, const float* sav, int sav_cs, float* out, int out_cs,
-                  int nstore) {
+                  int wstride, const float* bias, int epi, int act, const float* sav, int sav_cs, float* out,
+                  int out_cs, int nstore) {
   __m512 acc[NP][NV];
 #pragma GCC unroll 24
   for (int p = 0; p < NP; ++p)
