@@ -245,17 +245,7 @@ def train(cfg: dict, workdir) -> int:
   if not (d["train"].startswith("tfds:") or d["train"] == "imagenet_subset"):
     for name in d["train"].split("+"):  # missing / empty folders: fail before the workdir is touched
       images.list_images(input_pipeline.resolve_folder(name))
-  ckpt = checkpointing.Checkpointer(workdir)
-  ckpt.check_compatible(spec, resume_keys(cfg))
-  meta = ckpt.read_meta() or {}
-  backend, data = _make_data(cfg, spec, workdir, meta.get("stream_position", 0))
-
-  tx = optim.make(model.init(jax.random.PRNGKey(0), spec), steps_per_epoch=spe, **o)
-  state = ts.put_replicated(ts.create_state(jax.random.PRNGKey(cfg["seed"]), spec, tx), mesh)
-  if meta:
-    state, meta = ckpt.restore(state)
-    train_io.say(f"resuming from {workdir}/{checkpointing.LATEST_DIR} at step {int(state.step)}")
-  degrade = ts.make_degrade(spec.scale, d["degradation"], d["sigma"], d["kernel_size"])
+  # Which forward / backward pass (and a clear error for an impossible setting) before the workdir is touched
   dtype = None if cfg["compute_dtype"] == "float32" else cfg["compute_dtype"]
   try:
     native, why = ts.use_native(cfg["native_kernels"], backend=jax.default_backend(), num_devices=mesh.size,
@@ -267,6 +257,17 @@ def train(cfg: dict, workdir) -> int:
   except ValueError as e:
     raise TrainError(f"{e} (--config.native_bf16=off, or configs/t91_x3_cpu.py, trains in float32)") from e
   train_io.say(f"forward / backward pass: {why}" + (f", {why_bf16}" if native else ""))
+  ckpt = checkpointing.Checkpointer(workdir)
+  ckpt.check_compatible(spec, resume_keys(cfg))
+  meta = ckpt.read_meta() or {}
+  backend, data = _make_data(cfg, spec, workdir, meta.get("stream_position", 0))
+
+  tx = optim.make(model.init(jax.random.PRNGKey(0), spec), steps_per_epoch=spe, **o)
+  state = ts.put_replicated(ts.create_state(jax.random.PRNGKey(cfg["seed"]), spec, tx), mesh)
+  if meta:
+    state, meta = ckpt.restore(state)
+    train_io.say(f"resuming from {workdir}/{checkpointing.LATEST_DIR} at step {int(state.step)}")
+  degrade = ts.make_degrade(spec.scale, d["degradation"], d["sigma"], d["kernel_size"])
   step_fn = ts.make_train_step(spec, tx, degrade_fn=degrade, dtype=dtype, native=native, native_bf16=bf16)
   stacked = ts.batch_sharding(mesh)
   # The YNNPACK fusions speed up XLA's convolutions; beside the native kernels they only compete for the cores (the

@@ -93,3 +93,15 @@ def test_missing_or_empty_data_dir(tmp_path, capsys):
   assert _run(tmp_path / "wd", f"--config.data.train={tmp_path / 'missing'}") == 1
   assert "no such folder" in capsys.readouterr().err
   assert not (tmp_path / "wd").exists()
+
+
+def test_native_bf16_setting(tmp_path, capsys, monkeypatch):
+  from espcn_jax import native
+  if native.train_has_bf16():  # the bf16 kernels train (features 16 and 8: layers 2-3 take bf16 operands)
+    assert _run(tmp_path / "bf16", "--config.num_epochs=1", "--config.native_bf16=on") == 0
+    assert "bf16 dot products" in capsys.readouterr().err
+  monkeypatch.setattr(native, "train_has_bf16", lambda: False)
+  assert _run(tmp_path / "no", "--config.num_epochs=1", "--config.native_bf16=on") == 1
+  err = capsys.readouterr().err
+  assert "AVX512_BF16" in err and "native_bf16=off" in err and not (tmp_path / "no").exists()
+  assert _run(tmp_path / "auto", "--config.num_epochs=1", "--config.native_bf16=auto") == 0  # float32 then
