@@ -65,7 +65,7 @@ def default_config() -> dict:
       "native_kernels": "auto",  # the net's forward/backward in C++ (espcn_jax.native.training): auto, on or off;
       # auto = on the CPU in float32 on one device when the kernels build (1.45-1.7x XLA's step on 2 cores)
       "native_bf16": "off",  # the native kernels' convolutions with >= 8 inputs on bf16 operands (float32 sums):
-      # auto (when the CPU has AVX512_BF16: ~1.4x the float32 kernels' step), on or off
+      # auto (when the CPU has AVX512_BF16: 1.6-1.7x the float32 kernels' step), on or off
       "distributed": False,  # jax.distributed.initialize() (multi-host; coordinator from the environment)
       "coordinator_address": "", "num_processes": 0, "process_id": -1,
       "tensorboard": True,

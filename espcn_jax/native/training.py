@@ -12,7 +12,8 @@ activations stay in L2 (BENCHMARKS.md, "Training speed": forward + backward ~2x 
 
 `apply` is a `jax.custom_vjp`: the forward kernel also returns the hidden activations (an opaque float32 vector in
 the kernel's padded layout), which the backward kernel reads. Gradients flow to the params only: the input is
-treated as a constant (`stop_gradient`), which is all training needs. float32, CPU, one device (under a multi-device
+treated as a constant (`stop_gradient`), which is all training needs. float32 (or, `bf16=True` on a CPU with
+AVX512_BF16, bf16 dot products with float32 sums: ~1.6x the step), CPU, one device (under a multi-device
 mesh the kernel would see a gathered batch; `train_step` uses XLA there). Same maths as `model.apply` to float32
 rounding (tests/test_native_training.py).
 """
@@ -96,9 +97,10 @@ _pre_shuffle.defvjp(_pre_shuffle_fwd, _pre_shuffle_bwd)
 def apply(params, lr_BxHxWxC, spec, *, threads: int | None = None, bf16: bool = False):
   """LR (B, H, W, C) -> HR (B, rH, rW, C), float32, as `model.apply`; differentiable w.r.t. `params` only.
 
-  `bf16`: the convolutions with >= 8 input channels (the forward pass of every layer but the first, and the input
-  gradients) multiply bf16-rounded operands, summed in float32 (AVX512_BF16 dot products: twice the float32 rate;
-  needs `native.train_has_bf16()`). The weight gradients, activations and everything else stay float32.
+  `bf16`: the convolutions with >= 8 input channels (the forward pass of every layer but the first, the input
+  gradients, and the weight gradients of those layers, two images at a time) multiply bf16-rounded operands, summed
+  in float32 (AVX512_BF16 dot products: twice the float32 rate; needs `native.train_has_bf16()`). The first layer,
+  the saved activations, the outputs and the gradients returned stay float32.
   """
   if not available():
     raise RuntimeError(f"the native CPU kernels are unavailable: {native.unavailable_reason()}")
