@@ -114,14 +114,20 @@ def make_train_step(spec: model.Spec, tx: optax.GradientTransformationExtraArgs,
   return train_step
 
 
+def _on_off_auto(setting, what: str) -> str:
+  """"auto", "on" or "off" (True / False mean on / off); else ValueError naming `what`."""
+  if isinstance(setting, bool):
+    setting = "on" if setting else "off"
+  if setting not in ("auto", "on", "off"):
+    raise ValueError(f"{what}: expected auto, on or off, got {setting!r}")
+  return setting
+
+
 def use_native(setting, *, backend: str, num_devices: int, dtype=None) -> tuple[bool, str]:
   """Whether the train step should use the native CPU kernels, and why: `setting` "auto" (when they can: the CPU,
   float32, one device, and they build here), "on" (the same conditions, else ValueError) or "off" (True / False
   mean on / off)."""
-  if isinstance(setting, bool):
-    setting = "on" if setting else "off"
-  if setting not in ("auto", "on", "off"):
-    raise ValueError(f"native training kernels: expected auto, on or off, got {setting!r}")
+  setting = _on_off_auto(setting, "native training kernels")
   if setting == "off":
     return False, "XLA (native kernels turned off)"
   why = None
@@ -145,10 +151,7 @@ def use_native(setting, *, backend: str, num_devices: int, dtype=None) -> tuple[
 def use_native_bf16(setting, *, native: bool) -> tuple[bool, str]:
   """Whether the native kernels should use bf16 dot products, and why: `setting` "auto" (when the native kernels
   run and the CPU has AVX512_BF16), "on" (the same, else ValueError) or "off" (True / False mean on / off)."""
-  if isinstance(setting, bool):
-    setting = "on" if setting else "off"
-  if setting not in ("auto", "on", "off"):
-    raise ValueError(f"native bf16: expected auto, on or off, got {setting!r}")
+  setting = _on_off_auto(setting, "native bf16")
   if setting == "off":
     return False, "float32"
   why = None

@@ -37,44 +37,39 @@ extern "C" int espcn_train_has_bf16() { return ESPCN_HAVE_BF16; }
 
 namespace {
 
-// out(y, x)[0 .. cout) for the whole image = epilogue(conv(in, w) + bias); w is [k][k][cin][wstride], wstride a
-// multiple of VL >= cout, bias has wstride floats. `sav` (epi 1): the saved activation, same geometry as out.
-void conv_image(const Img& in, int k, int cin, const float* w, int wstride, const float* bias, int cout, int epi,
-                int act, const Img* sav, const Img& out) {
+// out(y, x)[0 .. cout) for the whole image = epilogue(conv(in, w) + bias), row by row in blocks of pixels; `fn(nv, np)`
+// is the microkernel for nv output vectors and np pixels, `nin` its input count (channels, or bf16 channel pairs).
+// `sav` (epi 1): the saved activation, same geometry as out.
+template <class T, class WT, class GetFn>
+void conv_rows(const ImgT<T>& in, int k, int nin, const WT* w, int wstride, const float* bias, int cout, int epi,
+               int act, const Img* sav, const Img& out, GetFn fn) {
   const int nvec = (cout + VL - 1) / VL;
   for (int g0 = 0; g0 < nvec; g0 += kMaxNV) {
     const int nv = std::min(kMaxNV, nvec - g0), npmax = max_block(nv);
     const int nb = (out.w + npmax - 1) / npmax;
     const int nstore = std::min(cout - g0 * VL, nv * VL);
-    ConvFn fns[2] = {conv_fn(nv, out.w / nb), conv_fn(nv, out.w / nb + 1)};
+    const decltype(fn(1, 1)) fns[2] = {fn(nv, out.w / nb), fn(nv, out.w / nb + 1)};
     for (int y = 0; y < out.h; ++y)
       for (int b = 0; b < nb; ++b) {
         const int x0 = out.w * b / nb, np = out.w * (b + 1) / nb - x0;
-        fns[np - out.w / nb](in.at(y - k / 2, x0 - k / 2), in.pitch(), in.cs, k, cin, w + g0 * VL, wstride,
+        fns[np - out.w / nb](in.at(y - k / 2, x0 - k / 2), in.pitch(), in.cs, k, nin, w + g0 * VL, wstride,
                              bias + g0 * VL, epi, act, sav ? sav->at(y, x0) + g0 * VL : nullptr, sav ? sav->cs : 0,
                              out.at(y, x0) + g0 * VL, out.cs, nstore);
       }
   }
 }
 
+// w is [k][k][cin][wstride], wstride a multiple of VL >= cout; bias has wstride floats.
+void conv_image(const Img& in, int k, int cin, const float* w, int wstride, const float* bias, int cout, int epi,
+                int act, const Img* sav, const Img& out) {
+  conv_rows(in, k, cin, w, wstride, bias, cout, epi, act, sav, out, conv_fn);
+}
+
 #if ESPCN_HAVE_BF16
 // conv_image on a bf16 image with bf16 weight pairs ([k][k][cpairs][wstride], cpairs = ceil(cin / 2)).
 void conv_image_bf16(const BImg& in, int k, int cpairs, const uint32_t* w, int wstride, const float* bias, int cout,
                      int epi, int act, const Img* sav, const Img& out) {
-  const int nvec = (cout + VL - 1) / VL;
-  for (int g0 = 0; g0 < nvec; g0 += kMaxNV) {
-    const int nv = std::min(kMaxNV, nvec - g0), npmax = max_block(nv);
-    const int nb = (out.w + npmax - 1) / npmax;
-    const int nstore = std::min(cout - g0 * VL, nv * VL);
-    ConvBf16Fn fns[2] = {conv_bf16_fn(nv, out.w / nb), conv_bf16_fn(nv, out.w / nb + 1)};
-    for (int y = 0; y < out.h; ++y)
-      for (int b = 0; b < nb; ++b) {
-        const int x0 = out.w * b / nb, np = out.w * (b + 1) / nb - x0;
-        fns[np - out.w / nb](in.at(y - k / 2, x0 - k / 2), in.pitch(), in.cs, k, cpairs, w + g0 * VL, wstride,
-                             bias + g0 * VL, epi, act, sav ? sav->at(y, x0) + g0 * VL : nullptr, sav ? sav->cs : 0,
-                             out.at(y, x0) + g0 * VL, out.cs, nstore);
-      }
-  }
+  conv_rows(in, k, cpairs, w, wstride, bias, cout, epi, act, sav, out, conv_bf16_fn);
 }
 #endif
 

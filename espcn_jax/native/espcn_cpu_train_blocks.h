@@ -61,6 +61,16 @@ inline void store_part(float* p, vf v, int n) {  // the first n (< VL) lanes
   std::memcpy(p, t, sizeof(float) * n);
 }
 
+// The convolutions' epilogue for one vector of outputs: epi 0: act(a); epi 1: deriv(a, saved activation at
+// sav + sav_off); stores the first n lanes (all when n >= VL, none when n <= 0).
+inline void finish(vf a, int epi, int act, const float* sav, std::size_t sav_off, float* out, int n) {
+  const vf r = epi == 0 ? activate(a, act) : deriv(a, loadu(sav + sav_off), act);
+  if (n >= VL)
+    storeu(out, r);
+  else if (n > 0)
+    store_part(out, r, n);
+}
+
 // out(px p, channels [v*VL, ...)) = sum_{ky, kx, ci} in0[ky * pitch + (p + kx) * in_cs + ci] * w[ky][kx][ci][v*VL ...]
 // + bias, for p < NP; then the epilogue: epi 0: act(acc); epi 1: deriv(acc, saved activation at `sav`).
 template <int NV, int NP>
@@ -90,14 +100,9 @@ void conv_px(const float* in0, std::size_t pitch, int in_cs, int k, int cin, con
 #pragma GCC unroll 24
   for (int p = 0; p < NP; ++p)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      vf r = epi == 0 ? activate(acc[p][v], act) : deriv(acc[p][v], loadu(sav + (std::size_t)p * sav_cs + v * VL), act);
-      int n = nstore - v * VL;
-      if (n >= VL)
-        storeu(out + (std::size_t)p * out_cs + v * VL, r);
-      else if (n > 0)
-        store_part(out + (std::size_t)p * out_cs + v * VL, r, n);
-    }
+    for (int v = 0; v < NV; ++v)
+      finish(acc[p][v], epi, act, sav, (std::size_t)p * sav_cs + v * VL, out + (std::size_t)p * out_cs + v * VL,
+             nstore - v * VL);
 }
 
 #if ESPCN_HAVE_BF16
@@ -133,15 +138,9 @@ void conv_px_bf16(const uint16_t* in0, std::size_t pitch, int in_cs, int k, int 
 #pragma GCC unroll 24
   for (int p = 0; p < NP; ++p)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      vf a = (vf)acc[p][v];
-      vf r = epi == 0 ? activate(a, act) : deriv(a, loadu(sav + (std::size_t)p * sav_cs + v * VL), act);
-      int n = nstore - v * VL;
-      if (n >= VL)
-        storeu(out + (std::size_t)p * out_cs + v * VL, r);
-      else if (n > 0)
-        store_part(out + (std::size_t)p * out_cs + v * VL, r, n);
-    }
+    for (int v = 0; v < NV; ++v)
+      finish((vf)acc[p][v], epi, act, sav, (std::size_t)p * sav_cs + v * VL, out + (std::size_t)p * out_cs + v * VL,
+             nstore - v * VL);
 }
 
 // dst = bf16(src), the whole padded image (its size is a multiple of 16: cs is).
