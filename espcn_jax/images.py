@@ -136,9 +136,9 @@ def list_images(folder, recursive: bool = False) -> list[pathlib.Path]:
 
 
 def data_root() -> pathlib.Path:
-  """$ESPCN_DATA_DIR if set, else the repository's `data/` folder (next to the package)."""
+  """$ESPCN_DATA_DIR if set, else the package's own `espcn_jax/data/` (installed with it; `data/` in a clone)."""
   env = os.environ.get(DATA_DIR_ENV)
-  return pathlib.Path(env) if env else pathlib.Path(__file__).resolve().parents[1] / "data"
+  return pathlib.Path(env) if env else pathlib.Path(__file__).resolve().parent / "data"
 
 
 def builtin_dataset_dir(name: str) -> pathlib.Path:

@@ -26,7 +26,7 @@ import time
 from espcn_jax import train_io
 
 DEFAULT_CONFIG = "t91_x3_tanh.py"
-CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"  # installed with the package
 
 
 class TrainError(RuntimeError):
@@ -82,7 +82,7 @@ def load_config(path) -> dict:
   path = pathlib.Path(path)
   if not path.is_file():
     alt = CONFIG_DIR / path.name
-    if not path.parent.name and alt.is_file():
+    if path.parent.name in ("", "configs") and alt.is_file():  # "t91_x2.py" or "configs/t91_x2.py" from anywhere
       path = alt
     else:
       raise TrainError(f"{path}: no such config file")
