@@ -26,6 +26,19 @@ import numpy as np
 from espcn_jax import model
 
 FORMATS = ("onnx", "savedmodel", "tflite", "pb")
+# What each format needs beyond the core install: (module, the extra that installs it).
+REQUIRES = {"onnx": ("onnx", "onnx"), "savedmodel": ("tensorflow", "tf"), "tflite": ("tensorflow", "tf"),
+            "pb": ("tensorflow", "tf")}
+
+
+def check_requirements(fmt: str) -> None:
+  """Raises ExportError (one line: what to install) when the package that writes `fmt` is missing."""
+  module, extra = REQUIRES[fmt]
+  try:
+    __import__(module)
+  except ImportError:
+    raise ExportError(f"exporting to {fmt} needs {module}, which is not installed: "
+                      f"pip install 'espcn-jax[{extra}]'") from None
 PIXEL_SHUFFLES = ("depth_to_space", "conv_transpose")
 TF_BUILDERS = ("jax2tf", "tfnn")
 # Conv-1, Tanh-6, Relu-6, DepthToSpace-1 (DCR), ConvTranspose-1: opset 7 is the lowest onnxruntime supports.
@@ -228,6 +241,7 @@ def export(params, spec: model.Spec, fmt: str, path, *, opset: int = DEFAULT_OPS
   path = pathlib.Path(path)
   check_output(path, fmt)
   try:
+    check_requirements(fmt)
     if fmt == "onnx":
       proto = onnx_model(params, spec, opset=opset, pixel_shuffle=pixel_shuffle, meta=meta)
       _write_file(path, proto.SerializeToString())

@@ -154,7 +154,11 @@ def dihedral(x_BxPxPxC, key):
 
 
 def _tf():
-  import tensorflow as tf
+  try:
+    import tensorflow as tf
+  except ImportError:
+    raise ImportError("the tf.data pipeline (data.backend=tfdata, tfds:NAME, imagenet_subset) needs TensorFlow, "
+                      "which is not installed: pip install 'espcn-jax[tf]'") from None
   tf.config.set_visible_devices([], "GPU")
   return tf
 

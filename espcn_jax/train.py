@@ -390,7 +390,8 @@ def main(argv) -> int:
     return 130
   except Exception as e:  # one clear line for the known failures; a traceback for bugs
     from espcn_jax import checkpointing, images
-    if isinstance(e, (TrainError, checkpointing.CheckpointError, images.ImageError)):
+    if isinstance(e, (TrainError, checkpointing.CheckpointError, images.ImageError)) or (
+        isinstance(e, ImportError) and "pip install" in str(e)):  # an extra the run needs (e.g. espcn-jax[tf])
       print(f"error: {e}", file=sys.stderr)
       return 1
     raise

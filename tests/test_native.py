@@ -2,6 +2,7 @@
 
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -129,16 +130,82 @@ _VARIANT_CHECK = textwrap.dedent("""
 """)
 
 
+def _runs(variant: str) -> bool:
+  return native.VARIANTS.index(variant) >= native.VARIANTS.index(native.cpu_variant())
+
+
 @needs_native
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 -march variants")
-@pytest.mark.parametrize("march, isa", [("x86-64-v3", "avx2"), ("x86-64", "generic")])
-def test_other_vector_widths_build_and_agree(march, isa, tmp_path):
-  """The AVX2 (8 lanes) and SSE2 (4 lanes) builds, which CPUs without AVX-512 get, compute the same (inference
-  forward pass and training gradients)."""
-  env = dict(os.environ, ESPCN_JAX_NATIVE_MARCH=march, ESPCN_JAX_CACHE=str(tmp_path), JAX_PLATFORMS="cpu")
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 variants")
+@pytest.mark.parametrize("variant, isa", [("avx512", "avx512"), ("avx2", "avx2"), ("generic", "generic")])
+def test_other_prebuilt_variants_agree(variant, isa):
+  """The prebuilt AVX-512 without BF16, AVX2 (8 lanes) and SSE2 (4 lanes) libraries, which other CPUs get, compute
+  the same (inference forward pass and training gradients)."""
+  if not _runs(variant):
+    pytest.skip(f"this CPU does not run the {variant} variant")
+  env = dict(os.environ, ESPCN_JAX_NATIVE_VARIANT=variant, JAX_PLATFORMS="cpu")
   proc = subprocess.run([sys.executable, "-c", _VARIANT_CHECK], env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.strip().splitlines()[-1] == isa
+
+
+@needs_native
+def test_dispatch_picks_the_best_variant_the_cpu_runs():
+  """cpuid (espcn_cpu_best_variant) against the kernel's own view of the CPU (/proc/cpuinfo on Linux)."""
+  try:
+    flags = set(next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split(":")[1].split())
+  except (OSError, StopIteration):
+    pytest.skip("no /proc/cpuinfo flags")
+  v4 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= flags
+  v3 = {"avx2", "fma", "bmi1", "bmi2"} <= flags
+  want = ("avx512_bf16" if v4 and v3 and "avx512_bf16" in flags else "avx512" if v4 and v3 else
+          "avx2" if v3 else "generic")
+  assert native.cpu_variant() == want
+  if os.environ.get("ESPCN_JAX_NATIVE_VARIANT") is None and os.environ.get("ESPCN_JAX_NATIVE_BUILD") != "1":
+    assert native.library_path().name == f"libespcn_cpu_{want}.so"
+    assert native.train_has_bf16() == (want == "avx512_bf16")
+
+
+@pytest.mark.skipif(shutil.which("objdump") is None, reason="objdump (binutils) not installed")
+@pytest.mark.parametrize("variant, allowed, banned", [("generic", (), ("ymm", "zmm")), ("avx2", ("ymm",), ("zmm",)),
+                                                     ("avx512", ("zmm",), ("vdpbf16ps",)),
+                                                     ("avx512_bf16", ("zmm", "vdpbf16ps"), ())])
+def test_prebuilt_variants_use_only_their_instruction_set(variant, allowed, banned):
+  """No -march=native: the portable build has no AVX at all, the AVX2 build no AVX-512, and only the bf16 build has
+  AVX512_BF16 dot products (each loads only on CPUs that run it)."""
+  path = native.prebuilt_path(variant)
+  if not path.is_file():
+    pytest.skip(f"{path.name} is not built here")
+  text = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(path)], capture_output=True, text=True).stdout
+  for word in allowed:
+    assert word in text, f"{path.name} has no {word}: not built for its instruction set"
+  for word in banned:
+    assert word not in text, f"{path.name} uses {word}: it would crash on CPUs it claims to run on"
+
+
+def test_variant_override_is_checked(monkeypatch):
+  if not native.prebuilt_path("generic").is_file():
+    pytest.skip("no prebuilt kernels here")
+  monkeypatch.delenv("ESPCN_JAX_NATIVE_BUILD", raising=False)
+  monkeypatch.setenv("ESPCN_JAX_NATIVE_VARIANT", "sse9")
+  with pytest.raises(RuntimeError, match="unknown variant"):
+    native._library_path()
+  if native.cpu_variant() != "avx512_bf16":
+    monkeypatch.setenv("ESPCN_JAX_NATIVE_VARIANT", "avx512_bf16")
+    with pytest.raises(RuntimeError, match="this CPU runs at most"):
+      native._library_path()
+
+
+def test_missing_prebuilt_library_says_so_once(monkeypatch, tmp_path, capsys):
+  """A wheel built without kernels (or a clone never built): the XLA path, with one line on stderr that says why."""
+  monkeypatch.setattr(native, "_state", {})
+  monkeypatch.setattr(native, "_HERE", tmp_path)
+  monkeypatch.delenv("ESPCN_JAX_NATIVE_BUILD", raising=False)
+  monkeypatch.delenv("ESPCN_JAX_NATIVE", raising=False)
+  assert not native.available() and not native.available()
+  assert "no compiled CPU kernels" in native.unavailable_reason()
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "using the XLA path" in err[0]
+  assert inference.resolve_method("auto") == "conv"
 
 
 def test_unwritable_cache_falls_back_to_temp(monkeypatch, tmp_path):

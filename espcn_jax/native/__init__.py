@@ -12,14 +12,20 @@ going to memory and back, and uses ~1.4 of 2 cores. The kernel (espcn_cpu_kernel
 in cache, vectorised for the CPU it was built on, with one thread per band of rows. Same maths as
 `inference.forward` to float32 rounding (tanh: a rational approximation with max error ~1e-7).
 
-The library is compiled at first use with the system's C++ compiler (`$CXX`, else g++, else c++) and `-march=native`
-against the XLA FFI headers that jaxlib ships, into `$ESPCN_JAX_CACHE` (default ~/.cache/espcn_jax/native), keyed by
-the sources, the jaxlib version, the compiler and the CPU model; the build is written to a temporary file and
-renamed, so parallel first uses are safe. No compiler, a failed build or a non-x86/ARM CPU: `available()` is False
-(the reason is in `unavailable_reason()`), and callers use the XLA path. ESPCN_JAX_NATIVE=0 turns it off;
-ESPCN_JAX_NATIVE_MARCH=x86-64-v3 (say) builds for another -march than `native` (a cluster with mixed CPUs; the tests
-build the AVX2 and plain SSE2 variants this way). ESPCN_JAX_THREADS sets the thread count (default: the CPUs this
-process may run on).
+The library is compiled when the package is built (setup.py), once per instruction set: on x86-64 "avx512_bf16"
+(x86-64-v4 + AVX512_BF16), "avx512" (x86-64-v4), "avx2" (x86-64-v3) and "generic" (SSE2); on aarch64 one "generic"
+build. When the package loads the kernels, the portable build asks the CPU which variant it runs (cpuid, through
+`espcn_cpu_best_variant`) and that one is loaded: no compiler is needed and nothing is built with -march=native.
+ESPCN_JAX_NATIVE_VARIANT=avx2 (say) picks a variant by hand (it must be one this CPU runs; the tests use it to check
+every variant). No prebuilt library (a wheel built with ESPCN_JAX_SKIP_NATIVE_BUILD=1, a source tree that was never
+built): `available()` is False, the reason is in `unavailable_reason()`, it is printed once, and callers use the XLA
+path. ESPCN_JAX_NATIVE=0 turns the kernels off.
+
+For developers: ESPCN_JAX_NATIVE_BUILD=1 compiles the sources at first use instead, with the system's C++ compiler
+(`$CXX`, else g++, else c++) and `-march=$ESPCN_JAX_NATIVE_MARCH` (default `native`), against the XLA FFI headers that
+jaxlib ships, into `$ESPCN_JAX_CACHE` (default ~/.cache/espcn_jax/native), keyed by the sources, the jaxlib version,
+the compiler and the CPU model (written to a temporary file and renamed, so parallel first uses are safe).
+ESPCN_JAX_THREADS sets the thread count (default: the CPUs this process may run on).
 """
 
 from __future__ import annotations
@@ -39,11 +45,12 @@ import jax.numpy as jnp
 import numpy as np
 
 _HERE = pathlib.Path(__file__).resolve().parent
-SOURCES = ("espcn_cpu_kernel.cc", "espcn_cpu_train.cc", "espcn_cpu_ffi.cc")
+SOURCES = ("espcn_cpu_kernel.cc", "espcn_cpu_train.cc", "espcn_cpu_ffi.cc", "espcn_cpu_probe.cc")
 HEADERS = ("espcn_cpu_kernel.h", "espcn_cpu_blocks.h", "espcn_cpu_train.h", "espcn_cpu_train_blocks.h")
 TARGET = "espcn_forward_cpu"
 TRAIN_TARGETS = {"espcn_train_forward_cpu": "EspcnTrainForward", "espcn_train_backward_cpu": "EspcnTrainBackward"}
 ACTIVATION_CODES = {"linear": 0, "tanh": 1, "relu": 2}
+VARIANTS = ("avx512_bf16", "avx512", "avx2", "generic")  # best first; built into the wheel by setup.py
 
 _state: dict = {}
 
@@ -116,6 +123,37 @@ def build(force: bool = False) -> pathlib.Path:
   return out
 
 
+def prebuilt_path(variant: str) -> pathlib.Path:
+  return _HERE / f"libespcn_cpu_{variant}.so"
+
+
+def cpu_variant() -> str:
+  """The best prebuilt variant this CPU runs ("avx512_bf16", "avx512", "avx2" or "generic"); RuntimeError if none."""
+  generic = prebuilt_path("generic")
+  if not generic.is_file():
+    raise RuntimeError(f"this installation has no compiled CPU kernels ({generic.name} is missing from {_HERE}; "
+                       "reinstall the wheel, or `pip install -e .` in a clone)")
+  probe = ctypes.CDLL(str(generic))
+  probe.espcn_cpu_best_variant.restype = ctypes.c_char_p
+  return probe.espcn_cpu_best_variant().decode()
+
+
+def _library_path() -> pathlib.Path:
+  """The library to load: a developer build (ESPCN_JAX_NATIVE_BUILD=1), else the prebuilt variant for this CPU."""
+  if os.environ.get("ESPCN_JAX_NATIVE_BUILD", "0") == "1":
+    return build()
+  best = cpu_variant()
+  wanted = os.environ.get("ESPCN_JAX_NATIVE_VARIANT") or best
+  if wanted not in VARIANTS:
+    raise RuntimeError(f"ESPCN_JAX_NATIVE_VARIANT={wanted}: unknown variant (expected one of {', '.join(VARIANTS)})")
+  if VARIANTS.index(wanted) < VARIANTS.index(best):
+    raise RuntimeError(f"ESPCN_JAX_NATIVE_VARIANT={wanted}: this CPU runs at most the {best} variant")
+  for variant in VARIANTS[VARIANTS.index(wanted):]:
+    if prebuilt_path(variant).is_file():
+      return prebuilt_path(variant)
+  raise RuntimeError(f"no prebuilt CPU kernel in {_HERE}")
+
+
 def _load():
   if "lib" in _state or "error" in _state:
     return _state.get("lib")
@@ -124,17 +162,28 @@ def _load():
       raise RuntimeError("turned off by ESPCN_JAX_NATIVE=0")
     if platform.machine().lower() not in ("x86_64", "amd64", "aarch64", "arm64"):
       raise RuntimeError(f"untested CPU architecture {platform.machine()}")
-    lib = ctypes.CDLL(str(build()))
+    path = _library_path()
+    lib = ctypes.CDLL(str(path))
     jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.EspcnForward), platform="cpu")
     for target, symbol in TRAIN_TARGETS.items():  # the training VJP's halves (espcn_jax.native.training)
       jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
     lib.espcn_isa.restype = ctypes.c_char_p
     _state["lib"] = lib
+    _state["path"] = path
     _state["isa"] = lib.espcn_isa().decode()
     _state["train_bf16"] = bool(lib.espcn_train_has_bf16())
   except (RuntimeError, OSError, AttributeError) as e:
     _state["error"] = str(e)
+    if os.environ.get("ESPCN_JAX_NATIVE", "1") != "0":  # said once per process; an explicit off needs no note
+      print(f"espcn_jax: the native CPU kernels are unavailable ({e}); using the XLA path (slower)",
+            file=sys.stderr, flush=True)
   return _state.get("lib")
+
+
+def library_path() -> pathlib.Path | None:
+  """The file of the loaded kernel library (None if unavailable)."""
+  _load()
+  return _state.get("path")
 
 
 def available() -> bool:
