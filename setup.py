@@ -32,10 +32,13 @@ SOURCES = [f"{NATIVE}/{s}" for s in ("espcn_cpu_kernel.cc", "espcn_cpu_train.cc"
                                      "espcn_cpu_probe.cc")]
 HEADERS = [f"{NATIVE}/{h}" for h in ("espcn_cpu_kernel.h", "espcn_cpu_blocks.h", "espcn_cpu_train.h",
                                      "espcn_cpu_train_blocks.h")]
+# -mtune: GCC's "generic" tuning splits unaligned 256-bit loads and stores in two, which cost the AVX2 / AVX-512
+# builds 15-20% of a -march=native build's speed (CPU time per 1080p frame, BENCHMARKS.md); tuning changes no result
+# and no instruction set, so a variant still runs on every CPU its -march admits.
 X86_VARIANTS = {
-    "avx512_bf16": ["-march=x86-64-v4", "-mavx512bf16"],
-    "avx512": ["-march=x86-64-v4"],
-    "avx2": ["-march=x86-64-v3"],
+    "avx512_bf16": ["-march=x86-64-v4", "-mavx512bf16", "-mtune=icelake-server"],
+    "avx512": ["-march=x86-64-v4", "-mtune=icelake-server"],
+    "avx2": ["-march=x86-64-v3", "-mtune=skylake"],
     "generic": ["-march=x86-64"],
 }
 

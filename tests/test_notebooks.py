@@ -1,36 +1,29 @@
-"""The Colab notebooks: generated from scripts/build_notebooks.py, outputs stripped, and each runs top to bottom.
+"""The Colab notebooks: kept as jupytext "percent" .py files paired with the .ipynb (outputs stripped); each runs top to
+bottom, and its first cell installs espcn-jax the way the notebooks README says.
 
 Execution uses nbclient with a Jupyter kernel of this interpreter, in notebooks/ as the working folder (as Colab and
 `pytest --nbmake` do), with small settings injected after each notebook's "parameters" cell (papermill's way).
+scripts/check_colab.sh runs the install cell as Colab does: a fresh environment, the wheel from a local index.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
-import types
 
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
+jupytext = pytest.importorskip("jupytext")
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
-
-
-def _builder():
-  spec = importlib.util.spec_from_file_location("build_notebooks", ROOT / "scripts" / "build_notebooks.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
-
-
-BUILDER = _builder()
-NAMES = sorted(BUILDER.NOTEBOOKS)
+NAMES = sorted(p.stem for p in NOTEBOOK_DIR.glob("0*.py"))
+DATA = ROOT / "espcn_jax" / "data"
 
 
 def execute(name: str, timeout: int = 300, **params) -> nbformat.NotebookNode:
@@ -73,88 +66,105 @@ def images_of(nb) -> int:
 # ---------------------------------------------------------------------------------------------------- structure
 
 
+def test_four_notebooks():
+  assert NAMES == ["01_quickstart", "02_paper_in_code", "03_train", "04_reproduce_table1"]
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_notebook_file_is_generated_from_the_build_script(name):
+def test_ipynb_matches_its_paired_py(name):
+  """The .py is the source; `jupytext --sync notebooks/*.py` (or --to ipynb) rewrites the .ipynb after an edit."""
   path = NOTEBOOK_DIR / f"{name}.ipynb"
-  assert path.is_file(), f"{path} missing: run python scripts/build_notebooks.py"
-  assert path.read_text(encoding="utf-8") == BUILDER.render(BUILDER.build(name)), (
-      f"{path} differs from scripts/build_notebooks.py: edit the script, then regenerate")
+  assert path.is_file(), f"{path} missing: run jupytext --to ipynb {name}.py"
+  nb = nbformat.read(path, as_version=4)
+  src = jupytext.read(NOTEBOOK_DIR / f"{name}.py")
+  cells = lambda n: [(c.cell_type, c.source, c.metadata.get("tags", [])) for c in n.cells]
+  assert cells(nb) == cells(src), f"{path} differs from {name}.py: run jupytext --sync notebooks/{name}.py"
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_outputs_stripped_one_parameter_cell_and_colab_install(name):
+def test_outputs_stripped_one_parameter_cell_and_install_cell(name):
   nb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
   nbformat.validate(nb)
   code = [c for c in nb.cells if c.cell_type == "code"]
   assert all(c.outputs == [] and c.execution_count is None for c in code)
   assert sum("parameters" in c.metadata.get("tags", []) for c in nb.cells) == 1
-  setup = code[0].source
-  assert '"google.colab" in sys.modules' in setup
-  assert "pip" in setup and "git+" in setup
   assert nb.metadata["kernelspec"]["name"] == "python3"
+  # every notebook starts with the same install cell (only the extras it needs differ)
+  first = re.sub(r'NEEDS = "[^"]*"', 'NEEDS = ""', code[0].source)
+  reference = re.sub(r'NEEDS = "[^"]*"', 'NEEDS = ""', _setup_source(NAMES[0]))
+  assert first == reference and 'ESPCN_SOURCE = ""  # @param {type:"string"}' in first
 
 
-def _setup_source():
-  nb = nbformat.read(NOTEBOOK_DIR / f"{NAMES[0]}.ipynb", as_version=4)
+def test_no_placeholder_left():
+  """Nothing a user must edit before running: no placeholder URL or owner in notebooks, docs or metadata."""
+  files = [*NOTEBOOK_DIR.glob("*"), ROOT / "README.md", ROOT / "pyproject.toml", *ROOT.glob("*.md"),
+           *(ROOT / "docs").glob("*.md")]
+  pattern = re.compile(r"REPLACE[-_ ]?(WITH|ME)|<owner>|YOUR[-_]?(USER|NAME|ORG)|@REPO_URL@|github\.com/[^/\s]*OWNER",
+                       re.IGNORECASE)
+  hits = [f"{p.name}:{i}" for p in files if p.is_file() for i, line in enumerate(p.read_text().splitlines(), 1)
+          if pattern.search(line)]
+  assert not hits, f"placeholders left: {hits}"
+  assert not list(ROOT.glob("scripts/build_notebooks.py"))  # the notebooks are their own source now
+
+
+def _setup_source(name=None):
+  nb = nbformat.read(NOTEBOOK_DIR / f"{name or NAMES[0]}.ipynb", as_version=4)
   return next(c.source for c in nb.cells if c.cell_type == "code")
 
 
-def test_setup_cell_in_colab_clones_and_pip_installs(monkeypatch):
+def _run_setup(monkeypatch, cwd, *, installed=True, source="", name="01_quickstart"):
+  """Executes the install cell in `cwd` with pip mocked; returns (namespace, the pip commands it ran)."""
+  import importlib.util
   calls = []
   monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw)))
-  monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-  monkeypatch.setenv("ESPCN_DATA_DIR", "unchanged")
+  real = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, "find_spec",
+                      lambda n, *a: None if n == "espcn_jax" and not installed else real(n, *a))
   monkeypatch.setattr(sys, "path", list(sys.path))
+  monkeypatch.chdir(cwd)
+  code = _setup_source(name).replace('ESPCN_SOURCE = ""', f"ESPCN_SOURCE = {source!r}")
   ns = {}
-  exec(_setup_source(), ns)  # pylint: disable=exec-used
-  url = BUILDER.REPO_URL
-  assert ns["IN_COLAB"] and str(ns["ROOT"]) == "/content/espcn-jax"
-  assert [c for c, _ in calls] == [["git", "clone", "--depth", "1", url, "/content/espcn-jax"],
-                                   [sys.executable, "-m", "pip", "install", "-q",
-                                    f"espcn-jax[notebooks,video] @ git+{url}"]]
-  assert all(kw.get("check") for _, kw in calls)
+  exec(code, ns)  # pylint: disable=exec-used
+  return ns, [c for c, _ in calls]
 
 
-def test_setup_cell_locally_finds_the_checkout(monkeypatch, tmp_path):
-  monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-  monkeypatch.setattr(sys, "path", list(sys.path))
-  monkeypatch.setenv("ESPCN_DATA_DIR", "unchanged")
-  monkeypatch.chdir(NOTEBOOK_DIR)
-  ns = {}
-  exec(_setup_source(), ns)  # pylint: disable=exec-used
-  assert not ns["IN_COLAB"] and ns["ROOT"] == ROOT and str(ROOT) in sys.path
-  monkeypatch.chdir(tmp_path)  # outside any checkout: a clear error
-  with pytest.raises(RuntimeError, match="inside a checkout of espcn-jax"):
-    exec(_setup_source(), {})  # pylint: disable=exec-used
+def test_install_cell_inside_a_clone_uses_the_clone(monkeypatch):
+  ns, calls = _run_setup(monkeypatch, NOTEBOOK_DIR, installed=False)
+  assert calls == [] and ns["CLONE"] == ROOT and ns["ROOT"] == ROOT and str(ROOT) in sys.path
+  assert ns["DATA"] == DATA
 
 
-def test_check_mode_reports_stale_notebooks(tmp_path):
-  script = ROOT / "scripts" / "build_notebooks.py"
-  assert subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], capture_output=True).returncode == 0
-  assert subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--check"]).returncode == 0
-  victim = tmp_path / f"{NAMES[0]}.ipynb"
-  nb = json.loads(victim.read_text())
-  nb["cells"][0]["source"] = "edited by hand"
-  victim.write_text(json.dumps(nb))
-  res = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--check"], capture_output=True, text=True)
-  assert res.returncode == 1 and victim.name in res.stderr
+@pytest.mark.parametrize("source, target", [
+    ("", "espcn-jax[video]"),
+    ("https://github.com/someone/espcn-jax", "espcn-jax[video] @ git+https://github.com/someone/espcn-jax"),
+    ("git+https://example.org/x/espcn-jax.git@v0.2", "espcn-jax[video] @ git+https://example.org/x/espcn-jax.git@v0.2"),
+    ("https://example.org/dist/espcn_jax-0.2.0-py3-none-linux_x86_64.whl",
+     "espcn-jax[video] @ https://example.org/dist/espcn_jax-0.2.0-py3-none-linux_x86_64.whl"),
+    ("/content/espcn_jax-0.2.0-py3-none-linux_x86_64.whl", "/content/espcn_jax-0.2.0-py3-none-linux_x86_64.whl"),
+])
+def test_install_cell_outside_a_clone_installs_from_the_form_field_else_the_index(monkeypatch, tmp_path, source,
+                                                                                   target):
+  ns, calls = _run_setup(monkeypatch, tmp_path, installed=False, source=source)
+  assert ns["CLONE"] is None and ns["ROOT"] == tmp_path.resolve()
+  assert calls == [[sys.executable, "-m", "pip", "install", "-q", target]]  # nothing else: Colab's jax stays
 
 
-def test_parse_cells_percent_format():
-  cells = BUILDER.parse_cells('# %% [markdown]\n# # Title\n#\n# text\n# %% tags=["parameters"]\nA = 1\n# %%\nprint(A)\n')
-  assert [c.cell_type for c in cells] == ["markdown", "code", "code"]
-  assert cells[0].source == "# Title\n\ntext"
-  assert cells[1].source == "A = 1" and cells[1].metadata["tags"] == ["parameters"]
-  assert cells[2].source == "print(A)" and "tags" not in cells[2].metadata
-  with pytest.raises(ValueError):
-    BUILDER.parse_cells("# %% [raw]\nx\n")
+def test_install_cell_keeps_an_existing_installation(monkeypatch, tmp_path):
+  _, calls = _run_setup(monkeypatch, tmp_path, installed=True, source="https://example.org/other.whl")
+  assert calls == []
+
+
+def test_notebooks_readme_names_existing_configs():
+  text = (NOTEBOOK_DIR / "README.md").read_text()
+  for rel in re.findall(r"configs/[\w.]+\.py", text):
+    assert (ROOT / "espcn_jax" / rel).is_file(), f"notebooks/README.md names {rel}, which does not exist"
 
 
 # ---------------------------------------------------------------------------------------------------- execution
 
 
 def test_01_quickstart_runs(tmp_path):
-  nb = execute("01_quickstart", IMAGE="data/Set5/bird.png", VIDEO_FRAMES=5, VIDEO_LR_SIZE=(48, 64),
+  nb = execute("01_quickstart", IMAGE=str(DATA / "Set5" / "bird.png"), VIDEO_FRAMES=5, VIDEO_LR_SIZE=(48, 64),
                OUT_DIR=str(tmp_path))
   text = text_of(nb)
   assert "PSNR on Y: bicubic" in text
@@ -215,7 +225,7 @@ def test_04_reproduce_table1_runs(tmp_path):
   fake = tmp_path / "external" / "BSD300_test"
   fake.mkdir(parents=True)
   for name in ("bird.png", "head.png"):
-    (fake / name).write_bytes((ROOT / "data" / "Set5" / name).read_bytes())
+    (fake / name).write_bytes((DATA / "Set5" / name).read_bytes())
   nb = execute("04_reproduce_table1", DATASETS=["Set5"], EXTERNAL_DIR=str(tmp_path / "external"),
                JSON_OUT=str(tmp_path / "t1.json"))
   text = text_of(nb)
