@@ -149,12 +149,56 @@ def parse_args(argv):
   p.add_argument("--kernel-size", type=int, default=7, help="Gaussian degradation: blur kernel size (odd)")
   p.add_argument("--json", help="write the results to this file (atomically)")
   p.add_argument("--per-image", action="store_true", help="also print every image's scores")
+  p.add_argument("--report", metavar="DIR", help="also write an HTML report: DIR/index.html (offline; crops of every "
+                 "image, sortable per-image scores, error maps), its PNG files in DIR/img/")
+  p.add_argument("--runs", nargs="+", metavar="WORKDIR", default=[],
+                 help="with --report: training workdirs (or metrics.jsonl files) whose curves the report shows")
   return p.parse_args(argv)
+
+
+def make_report(args, scale: int, params, spec, weight_file) -> list[str]:
+  """--report: the HTML report of the same data sets (scored again, keeping the crops) and of --runs.
+
+  Returns the one-line messages of the --runs that could not be read (printed here); bad images and folders were
+  already reported by the evaluation and are listed in the page.
+  """
+  from espcn_jax import report
+  models, meta = {}, {}
+  if params is not None:
+    label = report.model_label(weight_file)
+    models[label] = (params, spec)
+    meta[label] = weights.load(weight_file)[2]
+  datasets, page_errors = [], []
+  for name in args.data:
+    try:
+      ds, folder = resolve_data(name)
+    except images.ImageError as e:
+      page_errors.append(str(e))
+      continue
+    datasets.append(report.evaluate_dataset(folder, scale, models, args.report, dataset=ds, model_meta=meta,
+                                            degradation=args.degradation, sigma=args.sigma,
+                                            kernel_size=args.kernel_size, progress=True))
+  runs = [report.load_run(r) for r in args.runs]
+  for r in runs:
+    if r.error:
+      print(f"error: {r.error}", file=sys.stderr)
+  note = (f"PSNR / SSIM on Y, crop_border = {scale}, {args.degradation} degradation; "
+          + (f"model: {weight_file}" if params is not None else "bicubic only"))
+  path = report.write_report(args.report, datasets=datasets, runs=runs, errors=page_errors, notes=[note])
+  print(f"report: {path}")
+  return [r.error for r in runs if r.error]
 
 
 def main(argv) -> int:
   args = parse_args(argv)
   params = spec = None
+  if args.runs and not args.report:
+    print("error: --runs needs --report DIR", file=sys.stderr)
+    return 2
+  if args.report and os.path.exists(args.report) and not os.path.isdir(args.report):
+    print(f"error: --report {args.report}: exists and is not a folder", file=sys.stderr)
+    return 2
+  weight_file = args.checkpoint or weights.pretrained_path(args.scale or 3, args.variant)
   try:
     if args.checkpoint:
       params, spec, _ = weights.load(args.checkpoint)
@@ -199,6 +243,8 @@ def main(argv) -> int:
     print(format_table(results))
   if args.json:
     write_json(args.json, {"results": results})
+  if args.report:
+    errors += make_report(args, scale, params, spec, weight_file)
   if errors:
     print(f"{len(errors)} error(s); see above", file=sys.stderr)
     return 1
