@@ -153,10 +153,26 @@ def parse_args(argv):
                  "image, sortable per-image scores, error maps), its PNG files in DIR/img/")
   p.add_argument("--runs", nargs="+", metavar="WORKDIR", default=[],
                  help="with --report: training workdirs (or metrics.jsonl files) whose curves the report shows")
+  p.add_argument("--compare", nargs="+", metavar="WEIGHTS", default=[],
+                 help="with --report: more models shown beside the first, weight files or shipped variants (t91_relu)")
   return p.parse_args(argv)
 
 
-def make_report(args, scale: int, params, spec, weight_file) -> list[str]:
+def load_compare(names, scale: int) -> list:
+  """--compare: weight files or shipped variant names -> [(file, (params, spec, meta))]; WeightsError if unusable."""
+  out = []
+  for name in names:
+    path = pathlib.Path(name)
+    if not path.exists() and weights.pretrained_path(scale, name).is_file():
+      path = weights.pretrained_path(scale, name)
+    params, spec, meta = weights.load(path)
+    if spec.scale != scale:
+      raise weights.WeightsError(f"{path}: the model is x{spec.scale}, not x{scale}")
+    out.append((path, (params, spec, meta)))
+  return out
+
+
+def make_report(args, scale: int, params, spec, weight_file, compare=()) -> list[str]:
   """--report: the HTML report of the same data sets (scored again, keeping the crops) and of --runs.
 
   Returns the one-line messages of the --runs that could not be read (printed here); bad images and folders were
@@ -168,6 +184,10 @@ def make_report(args, scale: int, params, spec, weight_file) -> list[str]:
     label = report.model_label(weight_file)
     models[label] = (params, spec)
     meta[label] = weights.load(weight_file)[2]
+  for path, (p, s, m) in compare:
+    label = report.model_label(path)
+    label = label if label not in models else f"{label} #{len(models) + 1}"
+    models[label], meta[label] = (p, s), m
   datasets, page_errors = [], []
   for name in args.data:
     try:
@@ -192,8 +212,8 @@ def make_report(args, scale: int, params, spec, weight_file) -> list[str]:
 def main(argv) -> int:
   args = parse_args(argv)
   params = spec = None
-  if args.runs and not args.report:
-    print("error: --runs needs --report DIR", file=sys.stderr)
+  if (args.runs or args.compare) and not args.report:
+    print(f"error: {'--runs' if args.runs else '--compare'} needs --report DIR", file=sys.stderr)
     return 2
   if args.report and os.path.exists(args.report) and not os.path.isdir(args.report):
     print(f"error: --report {args.report}: exists and is not a folder", file=sys.stderr)
@@ -220,6 +240,11 @@ def main(argv) -> int:
   if args.degradation == "gaussian" and (args.sigma <= 0 or args.kernel_size < 1 or args.kernel_size % 2 == 0):
     print(f"error: --sigma must be > 0 and --kernel-size odd, got {args.sigma}, {args.kernel_size}", file=sys.stderr)
     return 2
+  try:
+    compare = load_compare(args.compare, scale)
+  except weights.WeightsError as e:
+    print(f"error: --compare {e}", file=sys.stderr)
+    return 2
   errors: list[str] = []
   results: list[dict] = []
   per_image: list[dict] | None = [] if args.per_image else None
@@ -244,7 +269,7 @@ def main(argv) -> int:
   if args.json:
     write_json(args.json, {"results": results})
   if args.report:
-    errors += make_report(args, scale, params, spec, weight_file)
+    errors += make_report(args, scale, params, spec, weight_file, compare)
   if errors:
     print(f"{len(errors)} error(s); see above", file=sys.stderr)
     return 1

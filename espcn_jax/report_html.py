@@ -107,7 +107,8 @@ def summary_table(datasets: list) -> str:
   refs = [m for m in methods if any(m in d.references for d in datasets)]
   head = "<tr><th>data set</th><th class=n>scale</th><th class=n>images</th>" + "".join(
       f"<th class=n>{esc(m)}<br>PSNR</th><th class=n>SSIM</th>" for m in methods) + "".join(
-      f"<th>paper ({esc(m)})</th><th class=n>&Delta; paper</th>" for m in refs) + "</tr>"
+      f"<th>paper, Table 1{f'<br>({esc(m)})' if len(refs) > 1 else ''}</th><th class=n>&Delta; paper</th>"
+      for m in refs) + "</tr>"
   rows = []
   for d in datasets:
     cells = [f"<td>{esc(d.dataset)}</td><td class=n>x{d.scale}</td><td class=n>{len(d.rows)}</td>"]

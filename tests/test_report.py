@@ -1,14 +1,17 @@
 """The HTML report: crop choice, crops and error maps, runs and curves, the page's files, the command lines."""
 
+import base64
 import html.parser
-import json
+import io
 import pathlib
+import re
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from espcn_jax import evaluate, image_ops, images, paper, report, report_html, train, weights
+from espcn_jax import evaluate, image_ops, images, model, paper, report, report_html, train, weights
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUNS = ROOT / "docs" / "runs"
@@ -129,6 +132,18 @@ def test_line_chart_svg():
   assert "no data" in report_html.line_chart([("a", [], [], "#000")], title="t", xlabel="x")
 
 
+def test_tiles_html_inlines_the_crops_for_notebooks():
+  comp = report.compare(_rng_image((30, 33, 3)), 3)
+  tiles = report.crop_tiles(comp)
+  out = report_html.tiles_html(tiles, error_scale=report.error_scale(comp))
+  parser = _Imgs()
+  parser.feed(out)
+  assert len(parser.srcs) == len(tiles) == 4 and all(s.startswith("data:image/png;base64,") for s in parser.srcs)
+  lr = np.asarray(Image.open(io.BytesIO(base64.b64decode(parser.srcs[0].split(",", 1)[1]))))
+  np.testing.assert_array_equal(lr, tiles["LR (nearest)"])
+  assert "error maps" in out and "<style>" in out
+
+
 class _Imgs(html.parser.HTMLParser):
   def __init__(self):
     super().__init__()
@@ -146,9 +161,13 @@ def test_evaluate_cli_report_with_bad_inputs(tmp_path, capsys):
   Image.fromarray(_rng_image((33, 35), 1)).save(folder / "b.png")
   (folder / "c_not_image.png").write_text("hello")
   (tmp_path / "wd").mkdir()
+  spec = model.Spec(scale=3)
+  const = weights.save(tmp_path / "const.safetensors", jax.tree_util.tree_map(np.zeros_like, model.init(
+      jax.random.PRNGKey(0), spec)), spec)  # outputs 0 everywhere
   out = tmp_path / "rep"
   rc = evaluate.main(["--bicubic", "--scale", "3", "--data", str(folder), "--data", str(tmp_path / "missing"),
-                      "--report", str(out), "--runs", str(RUNS / "x3_t91_tanh.metrics.jsonl"), str(tmp_path / "wd")])
+                      "--report", str(out), "--runs", str(RUNS / "x3_t91_tanh.metrics.jsonl"), str(tmp_path / "wd"),
+                      "--compare", str(const), "t91_relu"])
   assert rc == 1
   err = capsys.readouterr().err
   assert f"error: {tmp_path / 'wd'}: no metrics.jsonl" in err
@@ -158,7 +177,10 @@ def test_evaluate_cli_report_with_bad_inputs(tmp_path, capsys):
   assert "Training curves" in page and page.count("<svg") == 4
   parser = _Imgs()
   parser.feed(page)
-  assert len(parser.srcs) == 2 * 5  # a.png and b.png: overview, LR, bicubic, HR, error map
+  assert len(parser.srcs) == 2 * 9  # a.png and b.png: overview, LR, 3 methods, HR, 3 error maps
+  assert "ESPCN (const)" in page and "ESPCN (espcn_x3_t91_relu)" in page
+  assert not re.findall(r"""(?:src|href)=["']?(?:https?:)?//""", page)  # offline: nothing fetched from elsewhere
+  assert "<td>mixed</td><td class=n>x3</td><td class=n>2</td>" in page
   assert all((out / s).is_file() for s in parser.srcs)
   assert not list(out.glob("*.tmp"))
 
@@ -169,6 +191,14 @@ def test_evaluate_cli_report_usage_errors(tmp_path, capsys):
   (tmp_path / "f").write_text("x")
   assert evaluate.main(["--bicubic", "--data", "set5", "--report", str(tmp_path / "f")]) == 2
   assert "not a folder" in capsys.readouterr().err
+  assert evaluate.main(["--bicubic", "--data", "set5", "--compare", "t91_relu"]) == 2
+  assert "--compare needs --report" in capsys.readouterr().err
+  x2 = str(weights.pretrained_path(2, "t91"))
+  for bad, msg in ((x2, "x2, not x3"), ("nope", "nope: no such weight file")):
+    assert evaluate.main(["--data", "set5", "--scale", "3", "--report", str(tmp_path / "r"), "--compare", bad]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and len(err.strip().splitlines()) == 1
+  assert not (tmp_path / "r").exists()
 
 
 def test_train_writes_its_report_and_a_report_problem_never_fails_it(tmp_path, capsys):
