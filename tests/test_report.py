@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from espcn_jax import evaluate, image_ops, images, model, paper, report, report_html, train, weights
+from espcn_jax import evaluate, image_ops, images, model, paper, report, report_html, train, train_io, weights
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUNS = ROOT / "docs" / "runs"
@@ -201,11 +201,22 @@ def test_evaluate_cli_report_usage_errors(tmp_path, capsys):
   assert not (tmp_path / "r").exists()
 
 
-def test_train_writes_its_report_and_a_report_problem_never_fails_it(tmp_path, capsys):
+class _StopAtOnce(train_io.StopFlag):
+  def __enter__(self):
+    super().__enter__()
+    self.requested = True  # as if Ctrl-C had been pressed before the first step
+    return self
+
+
+def test_train_writes_its_report_and_a_report_problem_never_fails_it(tmp_path, capsys, monkeypatch):
   wd = tmp_path / "wd"
   assert train.main(["--config", "configs/smoke.py", "--workdir", str(wd), "--config.num_epochs=1"]) == 0
   page = (wd / "report" / "index.html").read_text()
   assert "paper ESPCN (91): 32.55" in page and page.count("<svg") == 4
+  # Ctrl-C before the first epoch ends: stopped (130), and the page says that there are no metrics yet
+  monkeypatch.setattr(train_io, "StopFlag", _StopAtOnce)
+  assert train.main(["--config", "configs/smoke.py", "--workdir", str(tmp_path / "wd2")]) == 130
+  assert "no metrics.jsonl" in (tmp_path / "wd2" / "report" / "index.html").read_text()
   (tmp_path / "file").write_text("x")
   train.write_report(tmp_path / "file", {"scale": 3})  # report/ cannot be made in a file: one line, no raise
   lines = [line for line in capsys.readouterr().err.splitlines() if "no report written" in line]
