@@ -203,7 +203,8 @@ def make_report(args, scale: int, params, spec, weight_file, compare=()) -> list
     if r.error:
       print(f"error: {r.error}", file=sys.stderr)
   note = (f"PSNR / SSIM on Y, crop_border = {scale}, {args.degradation} degradation; "
-          + (f"model: {weight_file}" if params is not None else "bicubic only"))
+          + (f"model: {args.checkpoint or 'shipped weights ' + weight_file.name}" if params is not None else
+             "bicubic only") + "".join(f", {p}" for p, _ in compare))
   path = report.write_report(args.report, datasets=datasets, runs=runs, errors=page_errors, notes=[note])
   print(f"report: {path}")
   return [r.error for r in runs if r.error]

@@ -201,7 +201,7 @@ def _log_ticks(lo: float, hi: float) -> list:
 
 
 def line_chart(series: list, refs: list = (), *, title: str, xlabel: str, log_y: bool = False,
-               y_floor: float | None = None, width: int = 470, height: int = 270) -> str:
+               y_floor: float | None = None, width: int = 640, height: int = 280) -> str:
   """An SVG chart: series [(label, xs, ys, colour)] as lines, refs [(label, y, colour)] as dashed lines.
 
   Points with a missing x or y are skipped; y below `y_floor` are clipped at the bottom edge.
@@ -246,7 +246,7 @@ def line_chart(series: list, refs: list = (), *, title: str, xlabel: str, log_y:
   for label, y, colour in refs:
     if y0 <= (math.log10(y) if log_y else y) <= y1:
       out.append(f'<line x1="{left}" x2="{left + pw}" y1="{fy(y):.1f}" y2="{fy(y):.1f}" stroke="{colour}" '
-                 f'stroke-dasharray="5,4"/><text x="{left + pw - 3}" y="{fy(y) - 3:.1f}" text-anchor="end" '
+                 f'stroke-dasharray="5,4"/><text x="{left + pw * 0.4:.1f}" y="{fy(y) - 3:.1f}" '
                  f'fill="{colour}">{esc(label)}</text>')
   for (label, _, _, colour), p in zip(series, pts):
     if p:
