@@ -144,6 +144,15 @@ def test_tiles_html_inlines_the_crops_for_notebooks():
   assert "error maps" in out and "<style>" in out
 
 
+def test_page_escapes_names_and_says_when_there_is_nothing(tmp_path):
+  run = report.Run(name="<script>alert(1)</script>", source="a&b", rows=[{"step": 1, "train_loss": 0.1}])
+  page = report.write_report(tmp_path / "r", runs=[run]).read_text()
+  assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "a&amp;b" in page
+  assert page.count("<script>") == 1  # the sorting code only
+  empty = report.write_report(tmp_path / "e").read_text()
+  assert "nothing to show" in empty
+
+
 class _Imgs(html.parser.HTMLParser):
   def __init__(self):
     super().__init__()
