@@ -15,6 +15,7 @@ method's Y with the bicubic Cb / Cr (as `inference.Upscaler` does); the error ma
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import pathlib
@@ -204,7 +205,9 @@ def evaluate_dataset(folder, scale: int, models: dict, out_dir, *, dataset: str 
   except images.ImageError as e:
     res.errors.append(str(e))
     return res
-  sub = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{dataset}_x{scale}")
+  # one folder per data set, scale and source folder (two folders with the same name do not share it)
+  tag = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:6]
+  sub = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{dataset}_x{scale}_{tag}")
   for i, path in enumerate(tqdm(paths, desc=f"report {dataset} x{scale}", unit="img", leave=False, file=sys.stderr,
                                 disable=None if progress else True)):
     try:
@@ -289,7 +292,7 @@ def load_run(path, *, name: str | None = None, config: dict | None = None) -> Ru
     run.error = f"{metrics_file}: no metrics rows" + (f" ({bad} unreadable lines)" if bad else " yet")
   elif bad:
     run.error = f"{metrics_file}: {bad} unreadable line(s) skipped"
-  cfg = config or (_config_from_workdir(path) if path.is_dir() else {}) or _config_from_name(run.name)
+  cfg = config or _config_from_workdir(path if path.is_dir() else path.parent) or _config_from_name(run.name)
   run.val = (cfg.get("data") or {}).get("val") or None
   if cfg.get("scale") and run.val:
     run.reference = paper.reference(run.val, cfg["scale"], train=(cfg.get("data") or {}).get("train"),

@@ -115,6 +115,24 @@ def test_load_run_from_docs_runs_and_bad_workdirs(tmp_path):
                                                  "model": {"activation": "tanh"}})
   assert [r["step"] for r in run.rows] == [4] and "1 unreadable line" in run.error
   assert run.name == "wd" and run.reference == ("ESPCN (91)", 29.08)
+  # a workdir's config comes from its best.safetensors, also when its metrics.jsonl is named
+  spec = model.Spec(scale=3, activation="relu")
+  weights.save(tmp_path / "wd" / "best.safetensors", model.init(jax.random.PRNGKey(0), spec), spec,
+               {"config": {"scale": 3, "data": {"train": "t91", "val": "set14"}, "model": {"activation": "relu"}}})
+  for p in (tmp_path / "wd", tmp_path / "wd" / "metrics.jsonl"):
+    run = report.load_run(p)
+    assert run.name == "wd" and run.reference == ("ESPCN (91 relu)", 28.97) and run.val == "set14"
+
+
+def test_two_folders_of_the_same_name_keep_their_own_crops(tmp_path):
+  rows = []
+  for k in (1, 2):
+    folder = tmp_path / str(k) / "imgs"
+    folder.mkdir(parents=True)
+    Image.fromarray(_rng_image((36, 36, 3), k)).save(folder / "a.png")
+    rows += report.evaluate_dataset(folder, 3, {}, tmp_path / "out").rows
+  hr = [np.asarray(Image.open(tmp_path / "out" / r["tiles"]["HR"])) for r in rows]
+  assert rows[0]["tiles"]["HR"] != rows[1]["tiles"]["HR"] and not np.array_equal(hr[0], hr[1])
 
 
 def test_wall_minutes_add_up_over_resumed_invocations():
