@@ -3,6 +3,7 @@
     python -m espcn_jax.evaluate --bicubic --data set5 --data set14 --scale 3
     python -m espcn_jax.evaluate --checkpoint runs/x3/espcn_x3.safetensors --data set5 --json results.json
     python -m espcn_jax.evaluate --data set14 --scale 3          # shipped weights, if any for that scale
+    python -m espcn_jax.evaluate --data set5 --data set14 --scale 3 --report out/report --runs workdirs/a
 
 Per image (the SRCNN / VDSR MATLAB protocol, which reproduces the published bicubic baselines):
   1. HR = modcrop(image, scale); its Y as MATLAB's rgb2ycbcr on uint8 gives it (rounded; gray images: as is).
