@@ -141,17 +141,33 @@ def crop_tiles(comp: Comparison, tile: int = TILE) -> dict[str, np.ndarray]:
   return out
 
 
-def montage(tiles: dict[str, np.ndarray], cols: int | None = None, gap: int = 4) -> np.ndarray:
-  """The tiles side by side (rows of `cols`, default: the pictures in one row, the error maps in the next)."""
-  rgb = [t if t.ndim == 3 else np.repeat(t[..., None], 3, -1) for t in tiles.values()]
-  n_err = sum(name.startswith("error: ") for name in tiles)
-  cols = cols or max(len(rgb) - n_err, n_err, 1)
-  h, w = max(t.shape[0] for t in rgb), max(t.shape[1] for t in rgb)
-  rows = -(-len(rgb) // cols)
-  out = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap, 3), 255, np.uint8)
-  for i, t in enumerate(rgb):
-    r, c = divmod(i, cols)
-    out[r * (h + gap):r * (h + gap) + t.shape[0], c * (w + gap):c * (w + gap) + t.shape[1]] = t
+def captions(comp: Comparison) -> dict[str, str]:
+  """The tiles' captions: every method's PSNR / SSIM on the whole image, what LR and HR are."""
+  t, l, n = comp.box
+  out = {m: f"PSNR {p:.2f} dB, SSIM {s:.4f}" for m, (p, s) in comp.scores.items()}
+  out["LR (nearest)"] = f"input, x{comp.scale} nearest"
+  out["HR"] = f"ground truth, crop {n}x{n} at ({l}, {t})"
+  return out
+
+
+def comparison_html(comp: Comparison, tile: int = TILE) -> str:
+  """The comparison view of one image as HTML with inlined PNGs (a notebook: IPython.display.HTML(...))."""
+  return report_html.tiles_html(crop_tiles(comp, tile), captions(comp), error_scale(comp))
+
+
+def montage(tiles: dict[str, np.ndarray], gap: int = 4) -> np.ndarray:
+  """The tiles as one uint8 RGB picture: LR, the methods and HR in a row, each method's error map under it."""
+  pics = [(k, v) for k, v in tiles.items() if not k.startswith("error: ")]
+  errs = {k[len("error: "):]: v for k, v in tiles.items() if k.startswith("error: ")}
+  grid = [[v for _, v in pics]] + ([[errs.get(k) for k, _ in pics]] if errs else [])
+  h = max(t.shape[0] for t in tiles.values())
+  w = max(t.shape[1] for t in tiles.values())
+  out = np.full((len(grid) * (h + gap) - gap, len(pics) * (w + gap) - gap, 3), 255, np.uint8)
+  for r, row in enumerate(grid):
+    for c, t in enumerate(row):
+      if t is not None:
+        out[r * (h + gap):r * (h + gap) + t.shape[0], c * (w + gap):c * (w + gap) + t.shape[1]] = (
+            t if t.ndim == 3 else t[..., None])
   return out
 
 
@@ -224,6 +240,7 @@ def evaluate_dataset(folder, scale: int, models: dict, out_dir, *, dataset: str 
     rel = f"img/{sub}/{i:04d}_overview.png"
     images.save_image(out_dir / rel, overview(comp))
     res.rows.append({"name": path.name, "size": comp.ref_y.shape, "scores": comp.scores, "tiles": tiles,
+                     "captions": captions(comp),
                      "overview": rel, "box": comp.box, "error_scale": error_scale(comp),
                      "tile_px": arrays["HR"].shape[1]})
   return res

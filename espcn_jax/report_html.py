@@ -27,15 +27,18 @@ table.sortable th { cursor: pointer; user-select: none; } table.sortable th:hove
 th[aria-sort=ascending]::after { content: " \\25B2"; } th[aria-sort=descending]::after { content: " \\25BC"; }
 .errors { background: #fdecea; border: 1px solid #e0a19a; padding: .5em 1em; color: #8a1c12; }
 .note { color: #555; } .better { color: #1a7f37; } .worse { color: #b42318; }
-.tiles { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
-figure { margin: 0; } figcaption { font-size: 12px; text-align: center; max-width: 300px; }
-img.px { image-rendering: pixelated; display: block; border: 1px solid #999; }
 .ov { position: relative; display: inline-block; } .ov img { display: block; }
 .box { position: absolute; border: 2px solid #ff2; outline: 1px solid #000; pointer-events: none; }
-.legend { display: inline-block; width: 160px; height: 10px; vertical-align: middle; border: 1px solid #999; }
 .charts { display: flex; flex-wrap: wrap; gap: 12px; } svg text { font: 11px system-ui, sans-serif; }
 .key span { display: inline-block; margin-right: 1.2em; } .key i { display: inline-block; width: 18px; height: 3px;
   vertical-align: middle; margin-right: 4px; }
+"""
+# The comparison view's own rules (all under .tiles): a notebook gets only these with `tiles_html`.
+TILES_CSS = """
+.tiles { display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; }
+.tiles figure { margin: 0; } .tiles figcaption { font-size: 12px; text-align: center; max-width: 300px; }
+.tiles img.px { image-rendering: pixelated; display: block; border: 1px solid #999; }
+.tiles .legend { display: inline-block; width: 160px; height: 10px; vertical-align: middle; border: 1px solid #999; }
 """
 
 JS = """
@@ -90,11 +93,24 @@ def _figures(tiles: dict, captions: dict) -> str:
 
 
 def tiles_html(tiles: dict, captions: dict | None = None, error_scale: float | None = None) -> str:
-  """The comparison view: {label: uint8 array (inlined as PNG) or a relative image path} -> HTML (a flex row),
-  with its own CSS so that it shows the same in a notebook (IPython.display.HTML)."""
-  legend = (f'<p class="note">error maps: |Y - HR Y|, 0 <span class="legend" style="background:{ERROR_GRADIENT}">'
-            f"</span> &ge; {error_scale:g} levels (of 255)</p>" if error_scale else "")
-  return f'<style>{CSS}</style><div class="tiles">{_figures(tiles, captions or {})}</div>{legend}'
+  """The comparison view: {label: uint8 array (inlined as PNG) or an image path} -> HTML: the pictures in a row, the
+  error maps ("error: <method>") under their methods. Carries its own CSS (only .tiles rules), so that it shows the
+  same in a notebook (IPython.display.HTML)."""
+  pics = {k: v for k, v in tiles.items() if not k.startswith("error: ")}
+  errs = {k: v for k, v in tiles.items() if k.startswith("error: ")}
+  out = f'<style>{TILES_CSS}</style><div class="tiles">{_figures(pics, captions or {})}</div>'
+  if errs:
+    width = next((v.shape[1] + 2 for v in pics.values() if not isinstance(v, str)), 240)
+    cells = []
+    for label in pics:
+      key = f"error: {label}"
+      cells.append(_figures({key: errs[key]}, {}) if key in errs else f'<figure style="width:{width}px"></figure>')
+    if error_scale and not cells[0].startswith("<figure><img"):
+      cells[0] = (f'<figure style="width:{width}px"><figcaption>error maps |Y - HR Y|:<br>0 <span class="legend" '
+                  f'style="background:{ERROR_GRADIENT}"></span> &ge; {error_scale:g}<br>(levels of 255)'
+                  f"</figcaption></figure>")
+    out += f'<div class="tiles">{"".join(cells)}</div>'
+  return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -158,9 +174,7 @@ def comparison(d, r, anchor: str) -> str:
   h, w = r["size"]
   t, l, n = r["box"]
   box = (f"left:{100 * l / w:.3f}%;top:{100 * t / h:.3f}%;width:{100 * n / w:.3f}%;height:{100 * n / h:.3f}%")
-  caps = {m: f"PSNR {_num(p, 2)} dB, SSIM {s:.4f}" for m, (p, s) in r["scores"].items()}
-  caps["LR (nearest)"] = f"input, x{d.scale} nearest"
-  caps["HR"] = f"ground truth, crop {n}x{n} at ({l}, {t})"
+  caps = r["captions"]
   ov = (f'<figure><div class="ov"><img src="{esc(r["overview"])}" alt="overview" width=240>'
         f'<div class="box" style="{box}"></div></div><figcaption>{esc(r["name"])}, {w}x{h}</figcaption></figure>')
   pictures = {k: v for k, v in r["tiles"].items() if not k.startswith("error: ")}
@@ -313,4 +327,4 @@ def page(*, title: str, notes: list, errors: list, datasets: list, runs: list) -
     body.append('<p class="errors">nothing to show: no data set and no training run was given</p>')
   return ("<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8><title>" + esc(title) + "</title>"
           '<link rel="icon" href="data:,"><meta name="viewport" content="width=device-width, initial-scale=1">'
-          f"<style>{CSS}</style></head><body>{''.join(body)}<script>{JS}</script></body></html>\n")
+          f"<style>{CSS}{TILES_CSS}</style></head><body>{''.join(body)}<script>{JS}</script></body></html>\n")

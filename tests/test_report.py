@@ -74,7 +74,11 @@ def test_crop_tiles_are_the_crops_zoomed_by_nearest_neighbour():
   err = np.abs(comp.outputs["bicubic"] - comp.ref_y)[6:26, 10:30]
   emap = tiles["error: bicubic"][::k, ::k]
   assert (emap[err == 0] == [0, 0, 4]).all() and (emap[err >= report.error_scale(comp)] == [252, 255, 164]).all()
-  assert report.montage(tiles).shape == (2 * 100 + 4, 3 * 100 + 8, 3)
+  pic = report.montage(tiles)  # LR, bicubic, HR; the error map under bicubic
+  assert pic.shape == (2 * 100 + 4, 3 * 100 + 8, 3)
+  assert (pic[104:, :100] == 255).all() and (pic[104:, 208:] == 255).all()
+  np.testing.assert_array_equal(pic[104:, 104:204], tiles["error: bicubic"])
+  np.testing.assert_array_equal(pic[:100, 208:], np.repeat(tiles["HR"][..., None], 3, -1))
 
 
 def test_colour_crops_keep_each_methods_y():
@@ -159,7 +163,9 @@ def test_tiles_html_inlines_the_crops_for_notebooks():
   assert len(parser.srcs) == len(tiles) == 4 and all(s.startswith("data:image/png;base64,") for s in parser.srcs)
   lr = np.asarray(Image.open(io.BytesIO(base64.b64decode(parser.srcs[0].split(",", 1)[1]))))
   np.testing.assert_array_equal(lr, tiles["LR (nearest)"])
-  assert "error maps" in out and "<style>" in out
+  assert "error maps" in out and "<style>" in out and "body" not in out  # restyles no notebook
+  full = report.comparison_html(comp)
+  assert full.count("<img") == 4 and "PSNR" in full and full.index("error: bicubic") > full.index("HR")
 
 
 def test_page_escapes_names_and_says_when_there_is_nothing(tmp_path):
