@@ -1,9 +1,9 @@
 """What the HTML evaluation report shows: per-image comparisons, zoomed crops, error maps and training runs.
 
-    comp = report.compare(hr_u8, 3, {"ESPCN": (params, spec)})     # outputs and PSNR / SSIM of every method
-    tiles = report.crop_tiles(comp)                                 # {"LR (nearest)": uint8 array, "bicubic": ..., ...}
-    report.montage(tiles)                                           # one uint8 picture of them (plt.imshow it)
-    report_html.tiles_html(tiles)                                   # inline HTML (IPython.display.HTML)
+    comp = report.compare(hr_u8, 3, {"ESPCN": espcn_jax.pretrained(3)})  # outputs, PSNR / SSIM of every method
+    tiles = report.crop_tiles(comp)                  # {"LR (nearest)": uint8 array, "bicubic": ..., "error: ...": ...}
+    report.montage(tiles)                            # one uint8 picture of them (plt.imshow it)
+    report.comparison_html(comp)                     # inline HTML with scores (IPython.display.HTML)
     report.write_report("out/report", datasets=[report.evaluate_dataset(...)], runs=[report.load_run("workdirs/a")])
 
 Scores follow `espcn_jax.evaluate`'s protocol through the same steps (`validation.prepare`, `validation.bicubic_y`,
@@ -86,7 +86,13 @@ def compare(hr_u8, scale: int, models: dict | None = None, *, degradation: str =
     outputs[label] = validation.model_y(pm, params, spec)
   ref = p.y8_HxW.astype(np.float64)
   scores = {m: (metrics.psnr(y, ref, scale), metrics.ssim(y, ref, scale)) for m, y in outputs.items()}
-  box = tuple(box) if box is not None else choose_box(ref, outputs, scale, crop_lr * scale)
+  if box is None:
+    box = choose_box(ref, outputs, scale, crop_lr * scale)
+  elif (any(int(v) % scale for v in box) or min(box) < 0 or box[2] == 0 or box[0] + box[2] > ref.shape[0]
+        or box[1] + box[2] > ref.shape[1]):
+    raise ValueError(f"crop box {tuple(box)}: (top, left, size) must be multiples of {scale} inside the "
+                     f"{ref.shape[0]}x{ref.shape[1]} image")
+  box = tuple(int(v) for v in box)
   hr = image_ops.modcrop(np.asarray(hr_u8), scale)
   comp = Comparison(scale=scale, ref_y=ref, lr_y=p.lr_y_hxw, outputs=outputs, scores=scores, box=box)
   if hr.ndim == 3 and hr.shape[-1] == 3:

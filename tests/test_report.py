@@ -62,6 +62,9 @@ def test_compare_scores_set5_like_evaluate(tmp_path):
 def test_crop_tiles_are_the_crops_zoomed_by_nearest_neighbour():
   hr = _rng_image((64, 70))  # gray: tiles are the Y values themselves
   comp = report.compare(hr, 2, box=(6, 10, 20))
+  for bad in ((5, 10, 20), (6, 10, 0), (50, 10, 20)):
+    with pytest.raises(ValueError, match="crop box"):
+      report.compare(hr, 2, box=bad)
   tiles = report.crop_tiles(comp, tile=100)
   assert list(tiles) == ["LR (nearest)", "bicubic", "HR", "error: bicubic"]
   k = 100 // 20
