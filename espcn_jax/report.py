@@ -302,8 +302,13 @@ def load_run(path, *, name: str | None = None, config: dict | None = None) -> Ru
   if not metrics_file.is_file():
     run.error = f"{path}: no metrics.jsonl (not a training workdir, or no epoch has finished yet)"
     return run
+  try:
+    text = metrics_file.read_text(errors="replace")
+  except OSError as e:
+    run.error = f"{metrics_file}: cannot read ({e.strerror or e})"
+    return run
   bad = 0
-  for line in metrics_file.read_text(errors="replace").splitlines():
+  for line in text.splitlines():
     try:
       row = json.loads(line) if line.strip() else None
     except json.JSONDecodeError:
