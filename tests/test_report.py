@@ -96,6 +96,16 @@ def test_colour_crops_keep_each_methods_y():
   np.testing.assert_array_equal(tiles["HR"], image_ops.modcrop(hr, 3)[30:75, 60:105])
 
 
+def test_an_rgb_model_is_scored_as_evaluate_scores_it():
+  hr = _rng_image((40, 38, 3), 5)
+  spec = model.Spec(scale=3, channels=3)
+  params = jax.tree_util.tree_map(np.zeros_like, model.init(jax.random.PRNGKey(0), spec))
+  params["conv3"]["bias"] = np.linspace(0.2, 0.8, params["conv3"]["bias"].size).astype(np.float32)
+  comp = report.compare(hr, 3, {"rgb": (params, spec)})
+  expected = evaluate.evaluate_image(hr, 3, params=params, spec=spec)
+  assert comp.scores == {"bicubic": expected["bicubic"], "rgb": expected["espcn"]}
+
+
 def test_paper_references():
   assert paper.reference("Set5", 3, train="t91", activation="tanh") == ("ESPCN (91)", 32.55)
   assert paper.reference("set14", 3, train="t91", activation="relu") == ("ESPCN (91 relu)", 28.97)
