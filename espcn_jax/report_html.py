@@ -85,9 +85,10 @@ def png_data_uri(arr) -> str:
 def _figures(tiles: dict, captions: dict) -> str:
   parts = []
   for label, src in tiles.items():
+    lazy = ' loading="lazy"' if isinstance(src, str) else ""  # files: fetched when scrolled to (long pages)
     src = src if isinstance(src, str) else png_data_uri(src)
     cap = esc(label) + (f"<br>{esc(captions[label])}" if label in captions else "")
-    parts.append(f'<figure><img class="px" src="{esc(src)}" alt="{esc(label)}"><figcaption>{cap}</figcaption>'
+    parts.append(f'<figure><img class="px" src="{esc(src)}" alt="{esc(label)}"{lazy}><figcaption>{cap}</figcaption>'
                  f"</figure>")
   return "".join(parts)
 
@@ -175,7 +176,7 @@ def comparison(d, r, anchor: str) -> str:
   t, l, n = r["box"]
   box = (f"left:{100 * l / w:.3f}%;top:{100 * t / h:.3f}%;width:{100 * n / w:.3f}%;height:{100 * n / h:.3f}%")
   caps = r["captions"]
-  ov = (f'<figure><div class="ov"><img src="{esc(r["overview"])}" alt="overview" width=240>'
+  ov = (f'<figure><div class="ov"><img src="{esc(r["overview"])}" alt="overview" width=240 loading="lazy">'
         f'<div class="box" style="{box}"></div></div><figcaption>{esc(r["name"])}, {w}x{h}</figcaption></figure>')
   pictures = {k: v for k, v in r["tiles"].items() if not k.startswith("error: ")}
   errs = {k: v for k, v in r["tiles"].items() if k.startswith("error: ")}

@@ -50,6 +50,8 @@ def browser():
 def _load(drv, page: pathlib.Path):
   from selenium.webdriver.support.ui import WebDriverWait
   drv.get(page.resolve().as_uri())
+  # the crops load lazily (when scrolled to); load them all now
+  drv.execute_script("document.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; })")
   WebDriverWait(drv, 20).until(lambda d: d.execute_script(
       "return document.readyState === 'complete' && Array.from(document.images).every(i => i.complete)"))
   return [e for e in drv.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
