@@ -3,6 +3,7 @@
     python -m espcn_jax.evaluate --bicubic --data set5 --data set14 --scale 3
     python -m espcn_jax.evaluate --checkpoint runs/x3/espcn_x3.safetensors --data set5 --json results.json
     python -m espcn_jax.evaluate --data set14 --scale 3          # shipped weights, if any for that scale
+    python -m espcn_jax.evaluate --data set5 --data set14 --scale 3 --report out/report --runs workdirs/a
 
 Per image (the SRCNN / VDSR MATLAB protocol, which reproduces the published bicubic baselines):
   1. HR = modcrop(image, scale); its Y as MATLAB's rgb2ycbcr on uint8 gives it (rounded; gray images: as is).
@@ -149,12 +150,77 @@ def parse_args(argv):
   p.add_argument("--kernel-size", type=int, default=7, help="Gaussian degradation: blur kernel size (odd)")
   p.add_argument("--json", help="write the results to this file (atomically)")
   p.add_argument("--per-image", action="store_true", help="also print every image's scores")
+  p.add_argument("--report", metavar="DIR", help="also write an HTML report: DIR/index.html (offline; crops of every "
+                 "image, sortable per-image scores, error maps), its PNG files in DIR/img/")
+  p.add_argument("--runs", nargs="+", metavar="WORKDIR", default=[],
+                 help="with --report: training workdirs (or metrics.jsonl files) whose curves the report shows")
+  p.add_argument("--compare", nargs="+", metavar="WEIGHTS", default=[],
+                 help="with --report: more models shown beside the first, weight files or shipped variants (t91_relu)")
   return p.parse_args(argv)
+
+
+def load_compare(names, scale: int) -> list:
+  """--compare: weight files or shipped variant names -> [(file, (params, spec, meta))]; WeightsError if unusable."""
+  out = []
+  for name in names:
+    path = pathlib.Path(name)
+    if not path.exists() and weights.pretrained_path(scale, name).is_file():
+      path = weights.pretrained_path(scale, name)
+    params, spec, meta = weights.load(path)
+    if spec.scale != scale:
+      raise weights.WeightsError(f"{path}: the model is x{spec.scale}, not x{scale}")
+    out.append((path, (params, spec, meta)))
+  return out
+
+
+def make_report(args, scale: int, params, spec, weight_file, compare=()) -> list[str]:
+  """--report: the HTML report of the same data sets (scored again, keeping the crops) and of --runs.
+
+  Returns the one-line messages of the --runs that could not be read (printed here); bad images and folders were
+  already reported by the evaluation and are listed in the page.
+  """
+  from espcn_jax import report
+  models, meta = {}, {}
+  if params is not None:
+    label = report.model_label(weight_file)
+    models[label] = (params, spec)
+    meta[label] = weights.load(weight_file)[2]
+  for path, (p, s, m) in compare:
+    label = report.model_label(path)
+    label = label if label not in models else f"{label} #{len(models) + 1}"
+    models[label], meta[label] = (p, s), m
+  datasets, page_errors = [], []
+  for name in args.data:
+    try:
+      ds, folder = resolve_data(name)
+    except images.ImageError as e:
+      page_errors.append(str(e))
+      continue
+    datasets.append(report.evaluate_dataset(folder, scale, models, args.report, dataset=ds, model_meta=meta,
+                                            degradation=args.degradation, sigma=args.sigma,
+                                            kernel_size=args.kernel_size, progress=True))
+  runs = [report.load_run(r) for r in args.runs]
+  for r in runs:
+    if r.error:
+      print(f"error: {r.error}", file=sys.stderr)
+  note = (f"PSNR / SSIM on Y, crop_border = {scale}, {args.degradation} degradation; "
+          + (f"model: {args.checkpoint or 'shipped weights ' + weight_file.name}" if params is not None else
+             "bicubic only") + "".join(f", {p}" for p, _ in compare))
+  path = report.write_report(args.report, datasets=datasets, runs=runs, errors=page_errors, notes=[note])
+  print(f"report: {path}")
+  return [r.error for r in runs if r.error]
 
 
 def main(argv) -> int:
   args = parse_args(argv)
   params = spec = None
+  if (args.runs or args.compare) and not args.report:
+    print(f"error: {'--runs' if args.runs else '--compare'} needs --report DIR", file=sys.stderr)
+    return 2
+  if args.report and os.path.exists(args.report) and not os.path.isdir(args.report):
+    print(f"error: --report {args.report}: exists and is not a folder", file=sys.stderr)
+    return 2
+  weight_file = args.checkpoint or weights.pretrained_path(args.scale or 3, args.variant)
   try:
     if args.checkpoint:
       params, spec, _ = weights.load(args.checkpoint)
@@ -175,6 +241,11 @@ def main(argv) -> int:
     return 2
   if args.degradation == "gaussian" and (args.sigma <= 0 or args.kernel_size < 1 or args.kernel_size % 2 == 0):
     print(f"error: --sigma must be > 0 and --kernel-size odd, got {args.sigma}, {args.kernel_size}", file=sys.stderr)
+    return 2
+  try:
+    compare = load_compare(args.compare, scale)
+  except weights.WeightsError as e:
+    print(f"error: --compare {e}", file=sys.stderr)
     return 2
   errors: list[str] = []
   results: list[dict] = []
@@ -199,6 +270,8 @@ def main(argv) -> int:
     print(format_table(results))
   if args.json:
     write_json(args.json, {"results": results})
+  if args.report:
+    errors += make_report(args, scale, params, spec, weight_file, compare)
   if errors:
     print(f"{len(errors)} error(s); see above", file=sys.stderr)
     return 1

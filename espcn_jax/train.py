@@ -374,11 +374,23 @@ def train(cfg: dict, workdir) -> int:
         break
   bar.close()
   ckpt.close()
+  if train_io.primary():
+    write_report(workdir, cfg)
   if stop_code is None and best["best_psnr"] is not None:
     train_io.say(f"best {d['val']} PSNR {best['best_psnr']:.2f} dB at step {best['best_step']} "
          f"(bicubic {best['bicubic_psnr']:.2f}); weights: {workdir / 'best.safetensors'}")
   return stop_code or 0
 
+
+def write_report(workdir: pathlib.Path, cfg: dict) -> None:
+  """workdir/report/index.html: this run's curves from metrics.jsonl. A problem is one printed line, never a failure."""
+  try:
+    from espcn_jax import report
+    path = report.write_report(workdir / "report", runs=[report.load_run(workdir, config=cfg)],
+                               title=f"ESPCN training run {workdir}")
+    train_io.say(f"report: {path}")
+  except Exception as e:  # the report must never make a training run fail
+    train_io.say(f"note: no report written ({type(e).__name__}: {e})".splitlines()[0])
 
 
 def main(argv) -> int:
