@@ -14,30 +14,6 @@ def _run(workdir, *extra):
   return train.main(SMOKE + ["--workdir", str(workdir), *extra])
 
 
-def test_parse_args_overrides():
-  cfg, wd = train.parse_args(["--config", "configs/smoke.py", "--workdir", "/tmp/x", "--config.batch_size=16",
-                              "--config.optim.learning_rate", "0.003", "--config.model.features=(8, 4)",
-                              "--config.data.augment=True", "--config.data.train=t91+bsd200"])
-  assert wd == "/tmp/x" and cfg["batch_size"] == 16 and cfg["optim"]["learning_rate"] == 0.003
-  assert cfg["model"]["features"] == (8, 4) and cfg["data"]["augment"] is True
-  assert cfg["data"]["train"] == "t91+bsd200"
-  default, wd = train.parse_args([])
-  assert wd is None and default["scale"] == 3 and default["model"]["activation"] == "tanh"
-  assert default["data"]["train"] == "t91" and default["data"]["val"] == "set5"
-
-
-@pytest.mark.parametrize("argv, match", [
-    (["--config.nope=1"], "unknown config field"),
-    (["--config.batch_size=abc"], "not a valid int"),
-    (["--config.batch_size=1.5"], "expected a int"),
-    (["--bogus"], "unknown argument"),
-    (["--config", "missing.py"], "no such config file"),
-])
-def test_parse_args_errors(argv, match):
-  with pytest.raises(train.TrainError, match=match):
-    train.parse_args(argv)
-
-
 def test_smoke_run_and_exact_resume(tmp_path):
   assert _run(tmp_path / "full", "--config.num_epochs=2") == 0
   assert _run(tmp_path / "split", "--config.num_epochs=1") == 0

@@ -14,24 +14,24 @@ the 120 epochs, ~32.50 dB); the best epoch's weights are kept either way. On a C
 Intel Sapphire Rapids+) configs/t91_x3_cpu_bf16.py fits 190 epochs in the same time (bf16 dot products).
 """
 
-from espcn_jax import train
+from espcn_jax.configs import base
 
 
 def get_config():
-  c = train.default_config()
-  c["scale"] = 3
-  c["model"]["activation"] = "tanh"
-  c["workdir"] = "workdirs/espcn_x3_t91_cpu"
-  c["batch_size"] = 16
-  c["steps_per_call"] = 8  # unrolled: 1.1x the patches/s of 1 step per call at batch 16 on the CPU
-  c["steps_per_epoch"] = 2000
-  c["num_epochs"] = 120  # 240,000 steps, 3.8 M patches
-  c["data"]["augment"] = True
-  c["optim"]["learning_rate"] = 1e-3
-  c["optim"]["min_learning_rate"] = 1e-5
-  c["optim"]["last_layer_lr_scale"] = 1.0
-  c["optim"]["decay_steps"] = c["num_epochs"] * c["steps_per_epoch"]  # change with num_epochs
-  c["optim"]["plateau_patience"] = 1000
-  c["early_stop_patience"] = 0
-  c["max_minutes"] = 10.0
+  c = base.get_config()
+  c.scale = 3
+  c.model.activation = "tanh"
+  c.workdir = "workdirs/espcn_x3_t91_cpu"
+  c.batch_size = 16
+  c.steps_per_call = 8  # unrolled: 1.1x the patches/s of 1 step per call at batch 16 on the CPU
+  c.steps_per_epoch = 2000
+  c.num_epochs = 120  # 240,000 steps, 3.8 M patches
+  c.data.augment = True
+  c.optim.learning_rate = 1e-3
+  c.optim.min_learning_rate = 1e-5
+  c.optim.last_layer_lr_scale = 1.0
+  c.optim.decay_steps = c.num_epochs * c.steps_per_epoch  # change with num_epochs
+  c.optim.plateau_patience = 1000
+  c.early_stop_patience = 0
+  c.max_minutes = 10.0
   return c

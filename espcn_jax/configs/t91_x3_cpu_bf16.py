@@ -3,8 +3,10 @@ native training kernels and the 1.6x more epochs they fit in ~10 minutes.
 
     python -m espcn_jax.train --config configs/t91_x3_cpu_bf16.py --workdir workdirs/espcn_x3_t91_cpu_bf16 [--config.seed=S]
 
-Needs a CPU with AVX512_BF16 (AMD Zen 4 and later, Intel Sapphire Rapids / Cooper Lake and later; `native_bf16` is
-"on", so elsewhere it stops at once and says so: use configs/t91_x3_cpu.py there). What differs from t91_x3_cpu.py:
+For a CPU with AVX512_BF16 (AMD Zen 4 and later, Intel Sapphire Rapids / Cooper Lake and later); `native_bf16` is
+"auto", so elsewhere it trains with the float32 kernels and says so (then configs/t91_x3_cpu.py, which fits its
+epochs to that speed, is the better recipe; `--config.native_bf16=on` stops at once instead). What differs from
+t91_x3_cpu.py:
 the native kernels' convolutions with >= 8 inputs (every layer's forward pass but the first, the input gradients and
 the weight gradients of layers 2-3) multiply bf16-rounded operands and sum in float32 (`vdpbf16ps`, twice the float32
 FMA rate); weights, Adam, loss and the validation stay float32. On 2 cores of an AMD EPYC (Zen 5) the step runs at
@@ -13,16 +15,14 @@ FMA rate); weights, Adam, loss and the validation stay float32. On 2 cores of an
 docs/runs/x3_t91_cpu_bf16_seed*.metrics.jsonl.
 """
 
-import pathlib
-
-from espcn_jax import train
+from espcn_jax.configs import t91_x3_cpu
 
 
 def get_config():
-  c = train.load_config(pathlib.Path(__file__).with_name("t91_x3_cpu.py"))
-  c["workdir"] = "workdirs/espcn_x3_t91_cpu_bf16"
-  c["native_kernels"] = "on"
-  c["native_bf16"] = "on"
-  c["num_epochs"] = 190  # 380,000 steps, 6.1 M patches
-  c["optim"]["decay_steps"] = c["num_epochs"] * c["steps_per_epoch"]  # change with num_epochs
+  c = t91_x3_cpu.get_config()
+  c.workdir = "workdirs/espcn_x3_t91_cpu_bf16"
+  c.native_kernels = "on"
+  c.native_bf16 = "auto"  # as trained: "on" (the same kernels on a CPU with AVX512_BF16)
+  c.num_epochs = 190  # 380,000 steps, 6.1 M patches
+  c.optim.decay_steps = c.num_epochs * c.steps_per_epoch  # change with num_epochs
   return c
