@@ -78,6 +78,7 @@ def test_shipped_recipes_keep_their_values():
   assert (cpu.batch_size, cpu.steps_per_call, cpu.steps_per_epoch, cpu.num_epochs, cpu.optim.decay_steps,
           cpu.optim.last_layer_lr_scale, cpu.max_minutes, cpu.native_bf16) == (16, 8, 2000, 120, 240000, 1.0, 10.0,
                                                                                "off")
+  assert (cpu.data.val, cpu.data.test) == ("holdout", "set5+set14") and len(cpu.data.holdout.split("+")) == 5
   bf16 = train_config.load("t91_x3_cpu_bf16.py")
   assert (bf16.num_epochs, bf16.optim.decay_steps, bf16.native_kernels, bf16.native_bf16, bf16.batch_size) == (
       190, 380000, "on", "auto", 16)
