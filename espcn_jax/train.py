@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import pathlib
 import sys
 import time
@@ -334,7 +335,16 @@ def train(cfg: dict, workdir) -> int:
 
 
 
+def quiet_tensorflow() -> None:
+  """TensorFlow (tf.data, TensorBoard events) prints its start-up lines (oneDNN, CPU features) once per library
+  that loads; without INFO logs and without its oneDNN ops (unused here: no TF math trains) it prints none. Must run
+  before TensorFlow is imported; a value set by the user is kept."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
 def main(argv) -> int:
+  quiet_tensorflow()
   try:
     cfg, workdir, chosen = train_config.parse(argv, doc=__doc__)
     if chosen:
