@@ -81,12 +81,11 @@ def _split_holdout(d: dict) -> tuple[list | None, list | None]:
     raise TrainError(f"data.val=holdout takes images out of training folders read by the memory backend, "
                      f"not data.train={d['train']!r} with data.backend={d['backend']!r}")
   paths = [p for f in d["train"].split("+") for p in images.list_images(input_pipeline.resolve_folder(f))]
-  held = [p for p in paths if p.name in names]
-  missing = sorted(set(names) - {p.name for p in held})
-  if missing or len(held) != len(names):
-    raise TrainError(f"data.holdout: {', '.join(missing) or 'a name that matches several files'} "
-                     f"{'not found' if missing else ''} in data.train={d['train']!r}".replace("  ", " "))
-  return [p for p in paths if p.name not in names], held
+  for name in names:
+    if (n := sum(p.name == name for p in paths)) != 1:
+      raise TrainError(f"data.holdout: {name} {'not found' if not n else f'names {n} images'} in the training "
+                       f"folders of data.train={d['train']!r}")
+  return [p for p in paths if p.name not in names], [p for p in paths if p.name in names]
 
 
 def _fit_schedule(o: dict, total: int, budget, max_minutes: float, spe: int) -> dict:

@@ -1,4 +1,4 @@
-"""The training command line's configs: config files (`ml_collections.ConfigDict`), their absl flags, the default recipe.
+"""The training command line's configs: config files (`ml_collections.ConfigDict`), absl flags, the default recipe.
 
     cfg, workdir, chosen = train_config.parse(["--config", "configs/t91_x2.py", "--config.batch_size=64"])
 

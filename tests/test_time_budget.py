@@ -46,9 +46,9 @@ def test_max_minutes_fits_the_cosine_to_the_budget(tmp_path, monkeypatch, capsys
   end there with the cosine at its end (the lr at min_learning_rate), not at step 40 nor at the budget."""
   ticks = iter(range(0, 10_000, 5))
   monkeypatch.setattr(time_budget, "time", types.SimpleNamespace(monotonic=lambda: next(ticks)))
-  argv = ["--config", "configs/smoke.py", "--workdir", str(tmp_path), "--config.data.val=", "--config.steps_per_epoch=2",
-          "--config.num_epochs=20", "--config.optim.decay_steps=40", "--config.optim.learning_rate=0.001",
-          "--config.optim.min_learning_rate=0.00001", "--config.max_minutes=1"]
+  argv = ["--config", "configs/smoke.py", "--workdir", str(tmp_path), "--config.data.val=",
+          "--config.steps_per_epoch=2", "--config.num_epochs=20", "--config.optim.decay_steps=40",
+          "--config.optim.learning_rate=0.001", "--config.optim.min_learning_rate=0.00001", "--config.max_minutes=1"]
   assert train.main(argv) == 0
   assert "6 epochs fit; the lr's cosine now ends at step 12" in capsys.readouterr().err
   rows = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
