@@ -88,6 +88,15 @@ def _split_holdout(d: dict) -> tuple[list | None, list | None]:
   return [p for p in paths if p.name not in names], [p for p in paths if p.name in names]
 
 
+def _agree(value):
+  """Process 0's value (an int or bool) on every process, so that all stop at the same step."""
+  import jax
+  if jax.process_count() == 1:
+    return value
+  from jax.experimental import multihost_utils
+  return type(value)(multihost_utils.broadcast_one_to_all(int(value)))
+
+
 def _fit_schedule(o: dict, total: int, budget, max_minutes: float, spe: int) -> dict:
   """Ends the cosine lr decay (if any) at the step that fits the budget; returns what resumed runs reuse."""
   if o["decay_steps"]:
@@ -301,12 +310,12 @@ def train(cfg: dict, workdir) -> int:
       if cfg["early_stop_patience"] and best["bad_epochs"] >= cfg["early_stop_patience"]:
         train_io.say(f"early stop: no improvement of {cfg['early_stop_metric']} for {best['bad_epochs']} epochs")
         done = True
-      if budget is not None and not fit and (n := budget.epoch_end(step)) is not None and n < total:
+      if budget is not None and not fit and (n := budget.epoch_end(step)) is not None and (n := _agree(n)) < total:
         total, fit = n, _fit_schedule(o, n, budget, cfg["max_minutes"], spe)
         tx, multi = compile_step()  # the same optimizer state; the cosine now ends at `total`
         bar.total = total
         done = done or step >= total
-      if budget is not None and budget.exceeded():
+      if budget is not None and _agree(budget.exceeded()):
         train_io.say(f"time budget of {cfg['max_minutes']} min reached")
         done = True
       if epoch % cfg["checkpoint_every_epochs"] == 0 or done or stop.requested:
