@@ -69,3 +69,21 @@ def test_distributed_with_process_id_0(tmp_path, monkeypatch):
   calls.clear()
   assert _run(tmp_path / "env", "--config.num_epochs=1", "--config.distributed=True") == 0
   assert calls == [{}]  # unset fields: jax.distributed reads the cluster from the environment
+
+
+def test_a_run_prints_progress_epochs_and_nothing_else(tmp_path, folder):
+  """A user's run through tf.data and TensorBoard (both load TensorFlow) in a fresh process, with the environment a
+  user has (no TF_CPP_MIN_LOG_LEVEL): every line is ours or a progress bar (no oneDNN / absl start-up lines)."""
+  import os
+  import subprocess
+  import sys
+  env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+  r = subprocess.run([sys.executable, "-m", "espcn_jax.train", *TINY, "--workdir", str(tmp_path / "wd"),
+                      f"--config.data.train={folder}", "--config.data.backend=tfdata", "--config.tensorboard=True",
+                      "--config.num_epochs=1", "--config.data.test=set5"],
+                     capture_output=True, text=True, env=dict(env, JAX_PLATFORMS="cpu"), timeout=300)
+  assert r.returncode == 0, r.stderr[-2000:]
+  ours = ("forward / backward pass:", "epoch 1/1:", "test, best weights", "ESPCN x3:")
+  lines = [ln.strip() for ln in r.stderr.replace("\r", "\n").splitlines() if ln.strip()]
+  assert [ln for ln in lines if not ln.startswith(ours)] == [] and r.stdout == ""
+  assert (tmp_path / "wd" / "tensorboard").is_dir()
