@@ -237,8 +237,9 @@ def train(cfg: dict, workdir) -> int:
     next_input = lambda: ts.put_batch(data.take(k), mesh)
 
   step, total = int(state.step), (fit or {}).get("total_steps", cfg["num_epochs"] * spe)
-  budget = time_budget.TimeBudget(60 * cfg["max_minutes"], steps_per_epoch=spe, total_steps=total) \
-      if cfg["max_minutes"] else None
+  budget = None if not cfg["max_minutes"] else time_budget.TimeBudget(  # timed over whole validation cycles
+      60 * cfg["max_minutes"], steps_per_epoch=spe, total_steps=total,
+      measure_epochs=max(2, cfg["eval_every_epochs"], cfg["checkpoint_every_epochs"]))
   logs = train_io.Logs(workdir, step, cfg["tensorboard"]) if train_io.primary() else None
   partial = meta.get("partial", {"sum": 0.0, "n": 0})
   best = {key: meta.get(key) for key in ("best_psnr", "best_step", "best_loss", "bad_epochs", "bicubic_psnr")}
