@@ -1,163 +1,47 @@
-"""`python -m espcn_jax.train`: trains ESPCN, validates on Set5 every epoch, checkpoints, exports the best weights.
+"""`python -m espcn_jax.train`: trains ESPCN, validates every epoch, checkpoints, exports the best weights.
 
-    python -m espcn_jax.train                                   # x3 on T91, tanh, into workdirs/espcn_x3_t91
+    python -m espcn_jax.train                      # x3 on T91 with the recipe for this hardware (one line says which)
     python -m espcn_jax.train --config configs/t91_x2.py --workdir workdirs/x2 --config.batch_size=128
-    python -m espcn_jax.train --config configs/t91_x3_cpu.py        # without a GPU: ~10 min on 2 cores
+    python -m espcn_jax.train --config configs/t91_x3_cpu.py --config.max_minutes=5   # the lr decay fits 5 min
     python -m espcn_jax.train --config configs/smoke.py --workdir /tmp/smoke --config.optim.learning_rate=0.003
 
-Rerunning the same command resumes exactly from the latest checkpoint in the workdir (the patch sampler's state is
-part of the checkpoint). An "epoch" is `steps_per_epoch` optimizer steps (the data is an endless random-patch stream);
-the plateau schedule, validation, logging, checkpoints and early stopping all count in these epochs. The workdir gets
-checkpoints/ (latest), best_checkpoint/, best.safetensors (best Set5 PSNR), metrics.jsonl and TensorBoard events.
-Ctrl-C (or SIGTERM) saves a checkpoint at the next step boundary and exits with code 130; a second Ctrl-C aborts.
+Without --config the recipe is chosen for the hardware: configs/t91_x3_tanh.py on a GPU / TPU, t91_x3_cpu_bf16.py on
+a CPU with AVX512_BF16 and the native kernels, t91_x3_cpu.py on other CPUs (on XLA where the kernels do not load).
+A config file (espcn_jax/configs/*.py, an ml_collections ConfigDict) is the record of a run, its command in its
+docstring; `--config.a.b=VALUE` overrides a field (typed; an unknown field is an error). Rerunning the same command
+resumes exactly from the latest checkpoint in the workdir (the patch sampler's state is part of the checkpoint). An
+"epoch" is `steps_per_epoch` optimizer steps (the data is an endless random-patch stream); the plateau schedule,
+validation, logging, checkpoints and early stopping all count in these epochs. The best checkpoint is chosen on
+`data.val` (Set5 in the Table 1 configs, held-out T91 images in the CPU ones); `data.test` sets are scored with it at
+the end (test_results.json). The workdir gets checkpoints/ (latest), best_checkpoint/, best.safetensors, metrics.jsonl
+and TensorBoard events. Ctrl-C (or SIGTERM) saves a checkpoint at the next step boundary and exits with code 130; a
+second Ctrl-C aborts. `max_minutes` (a budget) shortens the run to the epochs that fit, the lr's cosine ending with
+them.
 """
 
 from __future__ import annotations
 
-import ast
 import copy
-import importlib.util
 import json
 import math
+import os
 import pathlib
 import sys
 import time
 
-from espcn_jax import train_io
+import ml_collections
 
-DEFAULT_CONFIG = "t91_x3_tanh.py"
-CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"  # installed with the package
+from espcn_jax import time_budget, train_config, train_io
 
 
 class TrainError(RuntimeError):
   """A training run that cannot go on; the one-line message says why and what was kept."""
 
 
-def default_config() -> dict:
-  """Every field, with the paper's settings for x3 on T91 (the configs/ files start from this)."""
-  return {
-      "scale": 3,
-      "model": {"channels": 1, "features": (64, 32), "kernel_sizes": (5, 3, 3), "activation": "tanh"},
-      "data": {
-          "train": "t91",  # built-in names / folders joined by "+", or "tfds:NAME[:SPLIT]", or "imagenet_subset"
-          "backend": "auto",  # "memory" (on-device sampler), "tfdata", or "auto" (memory unless tfds/imagenet)
-          "val": "set5",  # folder or built-in name; "" disables validation
-          "lr_patch": 17,  # LR patch side; HR patches are lr_patch * scale
-          "augment": False,  # random flips / transposes
-          "degradation": "bicubic", "sigma": 1.6, "kernel_size": 7,  # "gaussian": the paper's blur + decimation
-          "shuffle_buffer": 1024, "cache": True, "tfds_data_dir": "", "manual_dir": "", "subset_size": 50000,
-      },
-      "batch_size": 64,  # global, over all devices and processes
-      "steps_per_call": 0,  # optimizer steps per jitted call (unrolled); 0: 8 on GPU/TPU, 1 on CPU (same math)
-      "steps_per_epoch": 200,
-      "num_epochs": 300,
-      "optim": {"learning_rate": 0.01, "min_learning_rate": 1e-4, "plateau_factor": 0.1, "plateau_patience": 10,
-                "plateau_rtol": 1e-3, "plateau_cooldown": 0, "last_layer_lr_scale": 0.1,
-                "decay_steps": 0},  # > 0: cosine lr decay to min_learning_rate over that many steps
-      "early_stop_patience": 100,  # epochs without improvement of `early_stop_metric`; 0 disables
-      "early_stop_metric": "train_loss",  # "train_loss" (the paper) or "val_psnr"
-      "eval_every_epochs": 1,
-      "checkpoint_every_epochs": 1,
-      "max_minutes": 0.0,  # wall-clock budget of this invocation (0: none); the best weights are exported anyway
-      "seed": 0,
-      "compute_dtype": "float32",  # or "bfloat16"
-      "cpu_ynn_fusion": True,  # XLA:CPU: YNNPACK fusions for dots, elementwise ops, reductions (same math, faster)
-      "native_kernels": "auto",  # the net's forward/backward in C++ (espcn_jax.native.training): auto, on or off;
-      # auto = on the CPU in float32 on one device when the kernels build (1.45-1.7x XLA's step on 2 cores)
-      "native_bf16": "off",  # the native kernels' convolutions with >= 8 inputs on bf16 operands (float32 sums):
-      # auto (when the CPU has AVX512_BF16: 1.6-1.7x the float32 kernels' step), on or off
-      "distributed": False,  # jax.distributed.initialize() (multi-host; coordinator from the environment)
-      "coordinator_address": "", "num_processes": 0, "process_id": -1,
-      "tensorboard": True,
-      "workdir": "workdirs/espcn_x3_t91",
-  }
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Config files and --config.FIELD=VALUE overrides.
-
-
-def load_config(path) -> dict:
-  """Runs a config file's `get_config()` (a nested dict)."""
-  path = pathlib.Path(path)
-  if not path.is_file():
-    alt = CONFIG_DIR / path.name
-    if path.parent.name in ("", "configs") and alt.is_file():  # "t91_x2.py" or "configs/t91_x2.py" from anywhere
-      path = alt
-    else:
-      raise TrainError(f"{path}: no such config file")
-  spec = importlib.util.spec_from_file_location(f"espcn_config_{path.stem}", path)
-  mod = importlib.util.module_from_spec(spec)
-  try:
-    spec.loader.exec_module(mod)
-    cfg = mod.get_config()
-  except Exception as e:
-    raise TrainError(f"{path}: cannot load config ({type(e).__name__}: {e})".splitlines()[0]) from e
-  if not isinstance(cfg, dict):
-    raise TrainError(f"{path}: get_config() must return a dict, got {type(cfg).__name__}")
-  return cfg
-
-
-def _coerce(text: str, old, field: str):
-  if isinstance(old, str):
-    return text
-  try:
-    value = ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    if isinstance(old, bool) and text.lower() in ("true", "false"):
-      return text.lower() == "true"
-    raise TrainError(f"--config.{field}={text}: not a valid {type(old).__name__}") from None
-  if isinstance(old, bool) and not isinstance(value, bool):
-    raise TrainError(f"--config.{field}={text}: expected True or False")
-  if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
-    value = float(value)
-  if isinstance(old, (tuple, list)) and isinstance(value, (tuple, list, int)):
-    value = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-  if old is not None and not isinstance(value, type(old)):
-    raise TrainError(f"--config.{field}={text}: expected a {type(old).__name__}, got {type(value).__name__}")
-  return value
-
-
-def override(cfg: dict, field: str, text: str) -> None:
-  """Sets cfg[a][b] from "a.b" and the text of a value, typed like the current value."""
-  *parents, leaf = field.split(".")
-  d = cfg
-  for p in parents:
-    if not isinstance(d.get(p), dict):
-      raise TrainError(f"--config.{field}: unknown config field {p!r}")
-    d = d[p]
-  if leaf not in d:
-    raise TrainError(f"--config.{field}: unknown config field; known here: {', '.join(sorted(d))}")
-  d[leaf] = _coerce(text, d[leaf], field)
-
-
-def parse_args(argv) -> tuple[dict, str | None]:
-  """--config PATH, --workdir DIR, --config.FIELD=VALUE (or --config.FIELD VALUE). Returns (config, workdir)."""
-  argv = list(argv)
-  config_path, workdir, overrides = None, None, []
-  i = 0
-  while i < len(argv):
-    arg = argv[i]
-    name, eq, value = arg.partition("=")
-    if name in ("-h", "--help"):
-      print(__doc__)
-      raise SystemExit(0)
-    if not name.startswith("--") or name[2:] not in ("config", "workdir") and not name.startswith("--config."):
-      raise TrainError(f"{arg}: unknown argument (use --config PATH, --workdir DIR, --config.FIELD=VALUE)")
-    if not eq:
-      if i + 1 >= len(argv):
-        raise TrainError(f"{name}: missing value")
-      value, i = argv[i + 1], i + 1
-    if name == "--config":
-      config_path = value
-    elif name == "--workdir":
-      workdir = value
-    else:
-      overrides.append((name[len("--config."):], value))
-    i += 1
-  cfg = load_config(config_path or CONFIG_DIR / DEFAULT_CONFIG)
-  for field, value in overrides:
-    override(cfg, field, value)
+def parse_args(argv) -> tuple:
+  """--config PATH, --workdir DIR, --config.FIELD=VALUE -> (locked ConfigDict, workdir or None). No --config: the
+  recipe for this hardware (`train_config.choose_recipe`). Raises train_config.ConfigError on a usage error."""
+  cfg, workdir, _ = train_config.parse(argv, doc=__doc__)
   return cfg, workdir
 
 
@@ -184,8 +68,71 @@ def _check_config(cfg: dict, num_devices: int) -> None:
     raise TrainError(f"early_stop_metric must be train_loss or val_psnr, got {cfg['early_stop_metric']!r}")
 
 
-def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int):
-  """("memory", PatchSampler) or ("tfdata", TfPatchStream). Folders are checked before anything compiles."""
+def _split_holdout(d: dict) -> tuple[list | None, list | None]:
+  """With data.val="holdout": (training image paths without the held-out ones, the held-out paths); else (None,
+  None). Each name in data.holdout must be the file name of exactly one image of the training folders."""
+  from espcn_jax import input_pipeline, images
+  if d["val"] != "holdout":
+    return None, None
+  names = [n for n in d["holdout"].split("+") if n]
+  if not names:
+    raise TrainError("data.val=holdout needs data.holdout: training image file names joined by '+'")
+  if d["train"].startswith("tfds:") or d["train"] == "imagenet_subset" or d["backend"] == "tfdata":
+    raise TrainError(f"data.val=holdout takes images out of training folders read by the memory backend, "
+                     f"not data.train={d['train']!r} with data.backend={d['backend']!r}")
+  paths = [p for f in d["train"].split("+") for p in images.list_images(input_pipeline.resolve_folder(f))]
+  for name in names:
+    if (n := sum(p.name == name for p in paths)) != 1:
+      raise TrainError(f"data.holdout: {name} {'not found' if not n else f'names {n} images'} in the training "
+                       f"folders of data.train={d['train']!r}")
+  return [p for p in paths if p.name not in names], [p for p in paths if p.name in names]
+
+
+def _agree(value):
+  """Process 0's value (an int or bool) on every process, so that all stop at the same step."""
+  import jax
+  if jax.process_count() == 1:
+    return value
+  from jax.experimental import multihost_utils
+  return type(value)(multihost_utils.broadcast_one_to_all(int(value)))
+
+
+def _fit_schedule(o: dict, total: int, budget, max_minutes: float, spe: int) -> dict:
+  """Ends the cosine lr decay (if any) at the step that fits the budget; returns what resumed runs reuse."""
+  if o["decay_steps"]:
+    o["decay_steps"] = min(o["decay_steps"], total)
+    how = f"the lr's cosine now ends at step {total}"
+  else:
+    how = "the plateau schedule cannot be fitted (no decay_steps); the run stops there"
+  train_io.say(f"time budget {max_minutes:g} min, {budget.epoch_s:.1f} s per epoch: {total // spe} epochs fit; {how}")
+  return {"total_steps": total, "decay_steps": o["decay_steps"]}
+
+
+def _report_test(d: dict, workdir: pathlib.Path) -> None:
+  """Scores the exported best weights on the data.test sets (test results: not used to select them)."""
+  import jax
+  from espcn_jax import input_pipeline, validation, weights
+  names = [n for n in d["test"].split("+") if n]
+  if not names or not (workdir / "best.safetensors").is_file():
+    return
+  params, spec, meta = weights.load(workdir / "best.safetensors")
+  params, results = jax.device_get(params), {}
+  for name in names:
+    val = validation.load_set(input_pipeline.resolve_folder(name), spec.scale, channels=spec.channels,
+                              degradation=d["degradation"], sigma=d["sigma"], kernel_size=d["kernel_size"])
+    results[name] = {"psnr": validation.espcn_psnr(val, params, spec), "bicubic_psnr": val.bicubic_psnr}
+  same = " (also the validation set)" if d["val"] in names else ""
+  train_io.say(f"test, best weights of step {meta.get('step')}: " + ", ".join(
+      f"{n} {r['psnr']:.2f} dB (bicubic {r['bicubic_psnr']:.2f}){same if n == d['val'] else ''}"
+      for n, r in results.items()))
+  tmp = workdir / "test_results.json.tmp"
+  tmp.write_text(json.dumps({"step": meta.get("step"), "val": d["val"], "test": results}, indent=1) + "\n")
+  tmp.replace(workdir / "test_results.json")
+
+
+def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int, paths=None):
+  """("memory", PatchSampler) or ("tfdata", TfPatchStream). Folders are checked before anything compiles. `paths`:
+  the training images (else every image of the data.train folders)."""
   import jax
   from espcn_jax import input_pipeline, images
   d, p = cfg["data"], cfg["data"]["lr_patch"] * spec.scale
@@ -195,7 +142,7 @@ def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int):
     if remote:
       raise TrainError(f"data.train={d['train']!r} needs data.backend=tfdata")
     imgs, stats = input_pipeline.load_images(d["train"].split("+"), channels=spec.channels, min_size=p,
-                                             progress=train_io.primary())
+                                             progress=train_io.primary(), paths=paths)
     train_io.say(f"training data {d['train']}: {stats.summary()}")
     for msg in stats.corrupt:
       train_io.say(f"  skipped: {msg}")
@@ -216,11 +163,11 @@ def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int):
 
 def train(cfg: dict, workdir) -> int:
   """Trains (or resumes) into `workdir`. Returns 0 when done, 130 when stopped by a signal (after saving)."""
-  cfg = copy.deepcopy(cfg)
+  cfg = cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else copy.deepcopy(cfg)
   workdir = pathlib.Path(workdir)
-  if cfg["distributed"]:
+  if cfg["distributed"]:  # unset (None) fields come from the environment; process_id 0 is a value
     import jax
-    kw = {k: cfg[k] for k in ("coordinator_address", "num_processes", "process_id") if cfg[k] not in ("", 0, -1)}
+    kw = {k: cfg[k] for k in ("coordinator_address", "num_processes", "process_id") if cfg.get(k) is not None}
     jax.distributed.initialize(**kw)
   import jax
   import numpy as np
@@ -238,13 +185,14 @@ def train(cfg: dict, workdir) -> int:
   except (TypeError, ValueError) as e:
     raise TrainError(f"bad model config: {e}") from e
   d, o, spe, k = cfg["data"], cfg["optim"], cfg["steps_per_epoch"], cfg["steps_per_call"]
-  val_dir = input_pipeline.resolve_folder(d["val"]) if d["val"] else None
-  val_set = None if val_dir is None else validation.load_set(  # HR Y, LR inputs, bicubic PSNR: once per run
-      val_dir, spec.scale, channels=spec.channels, degradation=d["degradation"], sigma=d["sigma"],
-      kernel_size=d["kernel_size"], name=d["val"])
   if not (d["train"].startswith("tfds:") or d["train"] == "imagenet_subset"):
     for name in d["train"].split("+"):  # missing / empty folders: fail before the workdir is touched
       images.list_images(input_pipeline.resolve_folder(name))
+  train_paths, val_paths = _split_holdout(d)
+  val_dir = None if not d["val"] else input_pipeline.resolve_folder(d["val"]) if val_paths is None else "holdout"
+  val_set = None if val_dir is None else validation.load_set(  # HR Y, LR inputs, bicubic PSNR: once per run
+      val_dir, spec.scale, channels=spec.channels, degradation=d["degradation"], sigma=d["sigma"],
+      kernel_size=d["kernel_size"], name=d["val"], paths=val_paths)
   # Which forward / backward pass (and a clear error for an impossible setting) before the workdir is touched
   dtype = None if cfg["compute_dtype"] == "float32" else cfg["compute_dtype"]
   try:
@@ -260,30 +208,38 @@ def train(cfg: dict, workdir) -> int:
   ckpt = checkpointing.Checkpointer(workdir)
   ckpt.check_compatible(spec, resume_keys(cfg))
   meta = ckpt.read_meta() or {}
-  backend, data = _make_data(cfg, spec, workdir, meta.get("stream_position", 0))
-
-  tx = optim.make(model.init(jax.random.PRNGKey(0), spec), steps_per_epoch=spe, **o)
-  state = ts.put_replicated(ts.create_state(jax.random.PRNGKey(cfg["seed"]), spec, tx), mesh)
-  if meta:
-    state, meta = ckpt.restore(state)
-    train_io.say(f"resuming from {workdir}/{checkpointing.LATEST_DIR} at step {int(state.step)}")
+  backend, data = _make_data(cfg, spec, workdir, meta.get("stream_position", 0), train_paths)
+  fit = meta.get("budget_fit")  # the run's length and lr decay fitted to max_minutes by an earlier invocation
+  if fit:
+    o["decay_steps"] = fit["decay_steps"]
   degrade = ts.make_degrade(spec.scale, d["degradation"], d["sigma"], d["kernel_size"])
-  step_fn = ts.make_train_step(spec, tx, degrade_fn=degrade, dtype=dtype, native=native, native_bf16=bf16)
   stacked = ts.batch_sharding(mesh)
   # The YNNPACK fusions speed up XLA's convolutions; beside the native kernels they only compete for the cores (the
   # native step with them: 0.73x of the one without, BENCHMARKS.md)
   copts = ts.compiler_options(jax.default_backend()) if cfg["cpu_ynn_fusion"] and not native else None
+
+  def compile_step():  # the optimizer (with the lr schedule now in `o`) and the jitted steps
+    tx = optim.make(model.init(jax.random.PRNGKey(0), spec), steps_per_epoch=spe, **o)
+    step_fn = ts.make_train_step(spec, tx, degrade_fn=degrade, dtype=dtype, native=native, native_bf16=bf16)
+    sample = data.sample if backend == "memory" else None
+    return tx, ts.jit_multi_step(ts.make_multi_step(step_fn, k, sample, stacked), mesh,
+                                 with_batch=backend != "memory", compiler_options=copts)
+
+  tx, multi = compile_step()
+  state = ts.put_replicated(ts.create_state(jax.random.PRNGKey(cfg["seed"]), spec, tx), mesh)
+  if meta:
+    state, meta = ckpt.restore(state)
+    train_io.say(f"resuming from {workdir}/{checkpointing.LATEST_DIR} at step {int(state.step)}")
   if backend == "memory":
-    multi = ts.jit_multi_step(ts.make_multi_step(step_fn, k, data.sample, stacked), mesh, with_batch=False,
-                              compiler_options=copts)
     data_dev = ts.put_replicated(data.data, mesh)
     next_input = lambda: data_dev
   else:
-    multi = ts.jit_multi_step(ts.make_multi_step(step_fn, k, None, stacked), mesh, with_batch=True,
-                              compiler_options=copts)
     next_input = lambda: ts.put_batch(data.take(k), mesh)
 
-  step, total = int(state.step), cfg["num_epochs"] * spe
+  step, total = int(state.step), (fit or {}).get("total_steps", cfg["num_epochs"] * spe)
+  budget = None if not cfg["max_minutes"] else time_budget.TimeBudget(  # timed over whole validation cycles
+      60 * cfg["max_minutes"], steps_per_epoch=spe, total_steps=total,
+      measure_epochs=max(2, cfg["eval_every_epochs"], cfg["checkpoint_every_epochs"]))
   logs = train_io.Logs(workdir, step, cfg["tensorboard"]) if train_io.primary() else None
   partial = meta.get("partial", {"sum": 0.0, "n": 0})
   best = {key: meta.get(key) for key in ("best_psnr", "best_step", "best_loss", "bad_epochs", "bicubic_psnr")}
@@ -293,7 +249,7 @@ def train(cfg: dict, workdir) -> int:
   def meta_now():
     return {"spec": spec.to_dict(), "resume_keys": resume_keys(cfg), "step": step, "epoch": step // spe,
             "partial": partial, "config": json.loads(json.dumps(cfg)), **best,
-            "stream_position": getattr(data, "position", 0)}
+            "stream_position": getattr(data, "position", 0), "budget_fit": fit}
 
   def drain():
     if pending:
@@ -355,7 +311,12 @@ def train(cfg: dict, workdir) -> int:
       if cfg["early_stop_patience"] and best["bad_epochs"] >= cfg["early_stop_patience"]:
         train_io.say(f"early stop: no improvement of {cfg['early_stop_metric']} for {best['bad_epochs']} epochs")
         done = True
-      if cfg["max_minutes"] and time.time() - t_start > 60 * cfg["max_minutes"]:
+      if budget is not None and not fit and (n := budget.epoch_end(step)) is not None and (n := _agree(n)) < total:
+        total, fit = n, _fit_schedule(o, n, budget, cfg["max_minutes"], spe)
+        tx, multi = compile_step()  # the same optimizer state; the cosine now ends at `total`
+        bar.total = total
+        done = done or step >= total
+      if budget is not None and _agree(budget.exceeded()):
         train_io.say(f"time budget of {cfg['max_minutes']} min reached")
         done = True
       if epoch % cfg["checkpoint_every_epochs"] == 0 or done or stop.requested:
@@ -379,6 +340,8 @@ def train(cfg: dict, workdir) -> int:
   if stop_code is None and best["best_psnr"] is not None:
     train_io.say(f"best {d['val']} PSNR {best['best_psnr']:.2f} dB at step {best['best_step']} "
          f"(bicubic {best['bicubic_psnr']:.2f}); weights: {workdir / 'best.safetensors'}")
+  if stop_code is None and train_io.primary():
+    _report_test(d, workdir)
   return stop_code or 0
 
 
@@ -393,13 +356,27 @@ def write_report(workdir: pathlib.Path, cfg: dict) -> None:
     train_io.say(f"note: no report written ({type(e).__name__}: {e})".splitlines()[0])
 
 
+def quiet_tensorflow() -> None:
+  """TensorFlow (tf.data, TensorBoard events) prints its start-up lines (oneDNN, CPU features) once per library
+  that loads; without INFO logs and without its oneDNN ops (unused here: no TF math trains) it prints none. Must run
+  before TensorFlow is imported; a value set by the user is kept."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
 def main(argv) -> int:
+  quiet_tensorflow()
   try:
-    cfg, workdir = parse_args(argv)
-    return train(cfg, workdir or cfg["workdir"])
+    cfg, workdir, chosen = train_config.parse(argv, doc=__doc__)
+    if chosen:
+      print(chosen, file=sys.stderr)
+    return train(cfg, workdir or cfg.workdir)
   except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     return 130
+  except train_config.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   except Exception as e:  # one clear line for the known failures; a traceback for bugs
     from espcn_jax import checkpointing, images
     if isinstance(e, (TrainError, checkpointing.CheckpointError, images.ImageError)) or (

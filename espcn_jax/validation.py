@@ -88,14 +88,15 @@ def model_y(p: Prepared, params, spec: model.Spec) -> np.ndarray:
 
 
 def load_set(folder, scale: int, *, channels: int = 1, degradation: str = "bicubic", sigma: float = 1.6,
-             kernel_size: int = 7, name: str | None = None) -> ValSet:
-  """Prepares every image of `folder`; unreadable or too small ones are listed in `errors`, not raised.
+             kernel_size: int = 7, name: str | None = None, paths=None) -> ValSet:
+  """Prepares every image of `folder` (or the image files `paths`); unreadable or too small ones are listed in
+  `errors`, not raised.
 
   Raises ImageError when the folder is missing or no image can be used.
   """
   folder = pathlib.Path(folder)
   prepared, psnrs, errors = [], [], []
-  for path in images.list_images(folder):
+  for path in images.list_images(folder) if paths is None else paths:
     try:
       p = prepare(images.load_image(path), scale, channels=channels, degradation=degradation, sigma=sigma,
                   kernel_size=kernel_size)

@@ -14,30 +14,6 @@ def _run(workdir, *extra):
   return train.main(SMOKE + ["--workdir", str(workdir), *extra])
 
 
-def test_parse_args_overrides():
-  cfg, wd = train.parse_args(["--config", "configs/smoke.py", "--workdir", "/tmp/x", "--config.batch_size=16",
-                              "--config.optim.learning_rate", "0.003", "--config.model.features=(8, 4)",
-                              "--config.data.augment=True", "--config.data.train=t91+bsd200"])
-  assert wd == "/tmp/x" and cfg["batch_size"] == 16 and cfg["optim"]["learning_rate"] == 0.003
-  assert cfg["model"]["features"] == (8, 4) and cfg["data"]["augment"] is True
-  assert cfg["data"]["train"] == "t91+bsd200"
-  default, wd = train.parse_args([])
-  assert wd is None and default["scale"] == 3 and default["model"]["activation"] == "tanh"
-  assert default["data"]["train"] == "t91" and default["data"]["val"] == "set5"
-
-
-@pytest.mark.parametrize("argv, match", [
-    (["--config.nope=1"], "unknown config field"),
-    (["--config.batch_size=abc"], "not a valid int"),
-    (["--config.batch_size=1.5"], "expected a int"),
-    (["--bogus"], "unknown argument"),
-    (["--config", "missing.py"], "no such config file"),
-])
-def test_parse_args_errors(argv, match):
-  with pytest.raises(train.TrainError, match=match):
-    train.parse_args(argv)
-
-
 def test_smoke_run_and_exact_resume(tmp_path):
   assert _run(tmp_path / "full", "--config.num_epochs=2") == 0
   assert _run(tmp_path / "split", "--config.num_epochs=1") == 0
@@ -105,3 +81,23 @@ def test_native_bf16_setting(tmp_path, capsys, monkeypatch):
   err = capsys.readouterr().err
   assert "AVX512_BF16" in err and "native_bf16=off" in err and not (tmp_path / "no").exists()
   assert _run(tmp_path / "auto", "--config.num_epochs=1", "--config.native_bf16=auto") == 0  # float32 then
+
+
+def test_selection_on_held_out_training_images_and_test_report(tmp_path, capsys):
+  held = "t5.png+t15.png"
+  assert _run(tmp_path, "--config.num_epochs=2", "--config.data.val=holdout", f"--config.data.holdout={held}",
+              "--config.data.test=set5+set14") == 0
+  err = capsys.readouterr().err
+  assert "89 of 89 images loaded" in err and "holdout PSNR" in err  # the 2 held-out images are not trained on
+  rows = [json.loads(r) for r in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  _, _, meta = weights.load(tmp_path / "best.safetensors")
+  assert meta["val_psnr"] == max(r["val_psnr"] for r in rows) and meta["val"] == "holdout"
+  test = json.loads((tmp_path / "test_results.json").read_text())
+  assert set(test["test"]) == {"set5", "set14"} and test["step"] == meta["step"]
+  assert abs(test["test"]["set5"]["bicubic_psnr"] - 30.39) < 0.01  # Set5 x3, the standard protocol
+  assert "test, best weights of step" in err and "set14" in err
+  # Held-out names must exist in the training folders, and the validation set is never a training image by mistake
+  assert _run(tmp_path / "bad", "--config.data.val=holdout", "--config.data.holdout=t5.png+nope.png") == 1
+  assert "nope.png not found" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+  assert _run(tmp_path / "bad", "--config.data.val=holdout") == 1
+  assert "needs data.holdout" in capsys.readouterr().err

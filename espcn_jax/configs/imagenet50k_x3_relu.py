@@ -10,20 +10,20 @@ images are cached in memory (~12 GB for 50k images; set data.cache to a file pat
 Runtime: hours on one GPU; needs TensorFlow and tensorflow-datasets.
 """
 
-from espcn_jax import train
+from espcn_jax.configs import base
 
 
 def get_config():
-  c = train.default_config()
-  c["model"]["activation"] = "relu"
-  c["data"]["train"] = "imagenet_subset"
-  c["data"]["backend"] = "tfdata"
-  c["data"]["subset_size"] = 50000
-  c["data"]["shuffle_buffer"] = 4096
-  c["batch_size"] = 128
-  c["steps_per_epoch"] = 1000
-  c["num_epochs"] = 500
-  c["optim"]["plateau_patience"] = 5
-  c["early_stop_patience"] = 30
-  c["workdir"] = "workdirs/espcn_x3_imagenet50k"
+  c = base.get_config()
+  c.model.activation = "relu"
+  c.data.train = "imagenet_subset"
+  c.data.backend = "tfdata"
+  c.data.subset_size = 50000
+  c.data.shuffle_buffer = 4096
+  c.batch_size = 128
+  c.steps_per_epoch = 1000
+  c.num_epochs = 500
+  c.optim.plateau_patience = 5
+  c.early_stop_patience = 30
+  c.workdir = "workdirs/espcn_x3_imagenet50k"
   return c

@@ -3,15 +3,15 @@
     python -m espcn_jax.train --config configs/smoke.py --workdir /tmp/espcn_smoke
 """
 
-from espcn_jax import train
+from espcn_jax.configs import base
 
 
 def get_config():
-  c = train.default_config()
-  c["model"]["features"] = (16, 8)
-  c["batch_size"] = 8
-  c["steps_per_epoch"] = 4
-  c["num_epochs"] = 3
-  c["tensorboard"] = False
-  c["workdir"] = "workdirs/smoke"
+  c = base.get_config()
+  c.model.features = (16, 8)
+  c.batch_size = 8
+  c.steps_per_epoch = 4
+  c.num_epochs = 3
+  c.tensorboard = False
+  c.workdir = "workdirs/smoke"
   return c
