@@ -1,18 +1,21 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
 #   accelerator: GPU
 #   colab:
 #     provenance: []
 #     toc_visible: true
+#   jupytext:
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: accelerator,colab
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -128,14 +131,15 @@ if platform == "cpu":
 # %% [markdown]
 # ## The config
 #
-# A config file returns a nested dict (`get_config()`); any field can be overridden on the command line with
-# `--config.FIELD=VALUE` (here: `OVERRIDES`).
+# A config file's `get_config()` returns an `ml_collections.ConfigDict` (every field and its default:
+# `espcn_jax/configs/base.py`); any field can be overridden on the command line with `--config.FIELD=VALUE` (here:
+# `OVERRIDES`), and `python -m espcn_jax.train --help` lists them all.
 
 # %%
 from espcn_jax import train  # only the config helpers: no JAX import happens here
 
 cfg, _ = train.parse_args(["--config", CONFIG, *override_args])
-print(json.dumps(cfg, indent=1, default=str))
+print(cfg)
 
 # %% [markdown]
 # ## Train

@@ -83,7 +83,7 @@ def test_a_run_prints_progress_epochs_and_nothing_else(tmp_path, folder):
                       "--config.num_epochs=1", "--config.data.test=set5"],
                      capture_output=True, text=True, env=dict(env, JAX_PLATFORMS="cpu"), timeout=300)
   assert r.returncode == 0, r.stderr[-2000:]
-  ours = ("forward / backward pass:", "epoch 1/1:", "test, best weights", "ESPCN x3:")
+  ours = ("forward / backward pass:", "epoch 1/1:", "test, best weights", "ESPCN x3:", "report: ")
   lines = [ln.strip() for ln in r.stderr.replace("\r", "\n").splitlines() if ln.strip()]
   assert [ln for ln in lines if not ln.startswith(ours)] == [] and r.stdout == ""
   assert (tmp_path / "wd" / "tensorboard").is_dir()
