@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import sys
-import tempfile
 
 import numpy as np
 from tqdm import tqdm
 
-from espcn_jax import image_ops, images, metrics, model, validation, weights
+from espcn_jax import atomic_io, image_ops, images, metrics, model, validation, weights
 
 
 def evaluate_image(hr_u8, scale: int, *, params=None, spec: model.Spec | None = None, degradation: str = "bicubic",
@@ -120,18 +118,8 @@ def format_table(results: list[dict]) -> str:
 
 
 def write_json(path, payload: dict) -> None:
-  """Atomic JSON write: temp file in the same folder, then os.replace."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(payload, f, indent=2)
-      f.write("\n")
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
+  """Atomic JSON write (espcn_jax.atomic_io)."""
+  atomic_io.write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
 def parse_args(argv):

@@ -15,6 +15,7 @@ Ctrl-C (or SIGTERM) saves a checkpoint at the next step boundary and exits with 
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import importlib.util
 import json
@@ -39,7 +40,7 @@ def default_config() -> dict:
       "scale": 3,
       "model": {"channels": 1, "features": (64, 32), "kernel_sizes": (5, 3, 3), "activation": "tanh"},
       "data": {
-          "train": "t91",  # built-in names / folders joined by "+", or "tfds:NAME[:SPLIT]", or "imagenet_subset"
+          "train": "t91",  # built-in name / folder, a list of them, or "tfds:NAME[:SPLIT]", or "imagenet_subset"
           "backend": "auto",  # "memory" (on-device sampler), "tfdata", or "auto" (memory unless tfds/imagenet)
           "val": "set5",  # folder or built-in name; "" disables validation
           "lr_patch": 17,  # LR patch side; HR patches are lr_patch * scale
@@ -180,8 +181,25 @@ def _check_config(cfg: dict, num_devices: int) -> None:
     raise TrainError(f"batch_size ({b}) must be a positive multiple of the number of devices ({num_devices})")
   if cfg["data"]["backend"] not in ("auto", "memory", "tfdata"):
     raise TrainError(f"data.backend must be auto, memory or tfdata, got {cfg['data']['backend']!r}")
+  if not isinstance(cfg["num_epochs"], int) or cfg["num_epochs"] < 1:
+    raise TrainError(f"num_epochs must be a positive integer, got {cfg['num_epochs']!r}")
   if cfg["early_stop_metric"] not in ("train_loss", "val_psnr"):
     raise TrainError(f"early_stop_metric must be train_loss or val_psnr, got {cfg['early_stop_metric']!r}")
+
+
+def train_sources(value) -> list[str]:
+  """data.train as a list of sources: a list or tuple as it is; a string that names an existing folder is one source
+  (its name may contain "+"); another string is split on "+" ("t91+bsd200", the older way to give several)."""
+  if isinstance(value, (list, tuple)):
+    return [str(v) for v in value]
+  value = str(value)
+  if pathlib.Path(value).is_dir() or value.startswith("tfds:"):
+    return [value]
+  return value.split("+")
+
+
+def _remote(value) -> bool:
+  return isinstance(value, str) and (value.startswith("tfds:") or value == "imagenet_subset")
 
 
 def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int):
@@ -189,12 +207,12 @@ def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int):
   import jax
   from espcn_jax import input_pipeline, images
   d, p = cfg["data"], cfg["data"]["lr_patch"] * spec.scale
-  remote = d["train"].startswith("tfds:") or d["train"] == "imagenet_subset"
+  remote = _remote(d["train"])
   backend = d["backend"] if d["backend"] != "auto" else ("tfdata" if remote else "memory")
   if backend == "memory":
     if remote:
       raise TrainError(f"data.train={d['train']!r} needs data.backend=tfdata")
-    imgs, stats = input_pipeline.load_images(d["train"].split("+"), channels=spec.channels, min_size=p,
+    imgs, stats = input_pipeline.load_images(train_sources(d["train"]), channels=spec.channels, min_size=p,
                                              progress=train_io.primary())
     train_io.say(f"training data {d['train']}: {stats.summary()}")
     for msg in stats.corrupt:
@@ -202,12 +220,12 @@ def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int):
     return backend, input_pipeline.PatchSampler(imgs, patch_size=p, batch_size=cfg["batch_size"],
                                                 augment=d["augment"])
   if not remote:
-    for name in d["train"].split("+"):
+    for name in train_sources(d["train"]):
       images.list_images(input_pipeline.resolve_folder(name))
-    if "+" in d["train"]:
+    if len(train_sources(d["train"])) > 1:
       raise TrainError("data.backend=tfdata reads one source; use the memory backend for several folders")
   stream = input_pipeline.TfPatchStream(
-      d["train"], patch_size=p, batch_size=cfg["batch_size"] // jax.process_count(), channels=spec.channels,
+      train_sources(d["train"])[0], patch_size=p, batch_size=cfg["batch_size"] // jax.process_count(), channels=spec.channels,
       seed=cfg["seed"], augment=d["augment"], shuffle_buffer=d["shuffle_buffer"], cache=d["cache"],
       start_element=position, data_dir=d["tfds_data_dir"] or None, manual_dir=d["manual_dir"] or None,
       subset_size=d["subset_size"], subset_record=str(workdir / "imagenet_subset_ids.txt"))
@@ -215,7 +233,13 @@ def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int):
 
 
 def train(cfg: dict, workdir) -> int:
-  """Trains (or resumes) into `workdir`. Returns 0 when done, 130 when stopped by a signal (after saving)."""
+  """Trains (or resumes) into `workdir`. Returns 0 when done, 130 when stopped by a signal (after saving).
+  The workdir is locked for the run (train_io.WorkdirLock): a second run on it fails with a message."""
+  with contextlib.ExitStack() as held:
+    return _train(cfg, workdir, held)
+
+
+def _train(cfg: dict, workdir, held: contextlib.ExitStack) -> int:
   cfg = copy.deepcopy(cfg)
   workdir = pathlib.Path(workdir)
   if cfg["distributed"]:
@@ -242,8 +266,8 @@ def train(cfg: dict, workdir) -> int:
   val_set = None if val_dir is None else validation.load_set(  # HR Y, LR inputs, bicubic PSNR: once per run
       val_dir, spec.scale, channels=spec.channels, degradation=d["degradation"], sigma=d["sigma"],
       kernel_size=d["kernel_size"], name=d["val"])
-  if not (d["train"].startswith("tfds:") or d["train"] == "imagenet_subset"):
-    for name in d["train"].split("+"):  # missing / empty folders: fail before the workdir is touched
+  if not _remote(d["train"]):
+    for name in train_sources(d["train"]):  # missing / empty folders: fail before the workdir is touched
       images.list_images(input_pipeline.resolve_folder(name))
   # Which forward / backward pass (and a clear error for an impossible setting) before the workdir is touched
   dtype = None if cfg["compute_dtype"] == "float32" else cfg["compute_dtype"]
@@ -257,16 +281,17 @@ def train(cfg: dict, workdir) -> int:
   except ValueError as e:
     raise TrainError(f"{e} (--config.native_bf16=off, or configs/t91_x3_cpu.py, trains in float32)") from e
   train_io.say(f"forward / backward pass: {why}" + (f", {why_bf16}" if native else ""))
+  if train_io.primary():
+    held.enter_context(train_io.WorkdirLock(workdir))
   ckpt = checkpointing.Checkpointer(workdir)
-  ckpt.check_compatible(spec, resume_keys(cfg))
-  meta = ckpt.read_meta() or {}
-  backend, data = _make_data(cfg, spec, workdir, meta.get("stream_position", 0))
-
   tx = optim.make(model.init(jax.random.PRNGKey(0), spec), steps_per_epoch=spe, **o)
   state = ts.put_replicated(ts.create_state(jax.random.PRNGKey(cfg["seed"]), spec, tx), mesh)
-  if meta:
-    state, meta = ckpt.restore(state)
+  restored, meta = ckpt.restore_intact(state, spec, resume_keys(cfg), say=train_io.say)
+  if restored is not None:  # (newer broken checkpoints were set aside, and said so)
+    state = restored
     train_io.say(f"resuming from {workdir}/{checkpointing.LATEST_DIR} at step {int(state.step)}")
+  meta = meta or {}
+  backend, data = _make_data(cfg, spec, workdir, meta.get("stream_position", 0))
   degrade = ts.make_degrade(spec.scale, d["degradation"], d["sigma"], d["kernel_size"])
   step_fn = ts.make_train_step(spec, tx, degrade_fn=degrade, dtype=dtype, native=native, native_bf16=bf16)
   stacked = ts.batch_sharding(mesh)
@@ -302,9 +327,11 @@ def train(cfg: dict, workdir) -> int:
       partial["sum"] += float(losses.sum())
       partial["n"] += int(losses.size)
     if partial["n"] and not math.isfinite(partial["sum"]):
-      raise TrainError(f"training loss became {partial['sum']} before step {step} (epoch {step // spe + 1}); "
-                       f"the last good checkpoint (step {ckpt.latest_step()}) in {workdir} is kept; "
-                       f"try a lower optim.learning_rate")
+      last = ckpt.latest_step()
+      kept = (f"the last good checkpoint (step {last}) in {workdir} is kept" if last is not None
+              else f"no checkpoint was saved yet in {workdir}")
+      raise TrainError(f"training loss became {partial['sum']} by step {step} (epoch {(step - 1) // spe + 1}); "
+                       f"{kept}; try a lower optim.learning_rate")
 
   bar = tqdm(total=total, initial=step, unit="step", desc=f"ESPCN x{spec.scale}", disable=not train_io.primary(),
              dynamic_ncols=True, file=sys.stderr)
@@ -389,9 +416,13 @@ def main(argv) -> int:
     print("interrupted", file=sys.stderr)
     return 130
   except Exception as e:  # one clear line for the known failures; a traceback for bugs
-    from espcn_jax import checkpointing, images
-    if isinstance(e, (TrainError, checkpointing.CheckpointError, images.ImageError)):
+    from espcn_jax import checkpointing, images, weights
+    if isinstance(e, (TrainError, checkpointing.CheckpointError, images.ImageError, weights.WeightsError)):
       print(f"error: {e}", file=sys.stderr)
+      return 1
+    if isinstance(e, OSError):  # a full disk, a workdir that is a file or read-only, one in use by another run
+      msg = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else (str(e).strip() or type(e).__name__)
+      print(f"error: {msg.splitlines()[0]}", file=sys.stderr)
       return 1
     raise
 
