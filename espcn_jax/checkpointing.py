@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 
 import jax
 import orbax.checkpoint as ocp
@@ -35,9 +36,7 @@ class BrokenCheckpointError(CheckpointError):
 
 
 def _manager(path: pathlib.Path, max_to_keep: int) -> ocp.CheckpointManager:
-  # cleanup_tmp_directories: the unfinished save of a killed run (N.orbax-checkpoint-tmp-*) is removed on start
-  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False,
-                                         cleanup_tmp_directories=True)
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False)
   return ocp.CheckpointManager(path.resolve(), options=options, item_names=("state", "meta"))
 
 
@@ -46,6 +45,10 @@ class Checkpointer:
 
   def __init__(self, workdir, keep: int = 2):
     self.workdir = pathlib.Path(workdir)
+    if jax.process_index() == 0:  # the unfinished saves of a killed run (the workdir is locked by this run)
+      for sub in (LATEST_DIR, BEST_DIR):
+        for p in (self.workdir / sub).glob("*.orbax-checkpoint-tmp*"):
+          shutil.rmtree(p, ignore_errors=True)
     self.latest = _manager(self.workdir / LATEST_DIR, keep)
     self.best = _manager(self.workdir / BEST_DIR, 1)
 

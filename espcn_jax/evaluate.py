@@ -143,6 +143,12 @@ def parse_args(argv):
 def main(argv) -> int:
   args = parse_args(argv)
   params = spec = None
+  if args.json and pathlib.Path(args.json).is_dir():
+    print(f"error: --json {args.json}: is a folder; give a file name", file=sys.stderr)
+    return 2
+  if args.json and args.checkpoint and atomic_io.same_file(args.json, args.checkpoint):
+    print(f"error: --json {args.json}: is the --checkpoint file; refusing to write over it", file=sys.stderr)
+    return 2
   try:
     if args.checkpoint:
       params, spec, _ = weights.load(args.checkpoint)

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from espcn_jax import image_ops, images
+from espcn_jax import atomic_io, image_ops, images
 
 
 @dataclasses.dataclass
@@ -182,10 +182,7 @@ def imagenet_subset_ids(builder, split: str, num: int, seed: int, record_path: p
   if len(names) < num:
     raise ValueError(f"{builder.name}/{split}: only {len(names)} images, asked for {num}")
   ids = sorted(np.random.default_rng(seed).choice(names, size=num, replace=False).tolist())
-  record_path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = record_path.with_name(record_path.name + ".tmp")
-  tmp.write_text("\n".join(ids) + "\n")
-  tmp.replace(record_path)
+  atomic_io.write_text(record_path, "\n".join(ids) + "\n")
   return ids
 
 

@@ -335,6 +335,7 @@ def _train(cfg: dict, workdir, held: contextlib.ExitStack) -> int:
 
   bar = tqdm(total=total, initial=step, unit="step", desc=f"ESPCN x{spec.scale}", disable=not train_io.primary(),
              dynamic_ncols=True, file=sys.stderr)
+  held.callback(bar.close)  # also on an error: its message then starts on a line of its own
   with train_io.StopFlag() as stop:
     while step < total:
       state, metrics = multi(state, next_input())
