@@ -186,6 +186,22 @@ def imagenet_subset_ids(builder, split: str, num: int, seed: int, record_path: p
   return ids
 
 
+def train_sources(value) -> list[str]:
+  """data.train as a list of sources: a list or tuple as it is; a string that names an existing folder is one source
+  (its name may contain "+"); another string is split on "+" ("t91+bsd200", the older way to give several)."""
+  if isinstance(value, (list, tuple)):
+    return [str(v) for v in value]
+  value = str(value)
+  if pathlib.Path(value).is_dir() or value.startswith("tfds:"):
+    return [value]
+  return value.split("+")
+
+
+def is_remote(value) -> bool:
+  """A data.train value streamed from tfds (tf.data backend only)."""
+  return isinstance(value, str) and (value.startswith("tfds:") or value == "imagenet_subset")
+
+
 class TfPatchStream:
   """An endless, deterministic stream of (B_local, P, P, C) uint8 HR patches from tf.data for this process.
 

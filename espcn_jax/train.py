@@ -187,45 +187,31 @@ def _check_config(cfg: dict, num_devices: int) -> None:
     raise TrainError(f"early_stop_metric must be train_loss or val_psnr, got {cfg['early_stop_metric']!r}")
 
 
-def train_sources(value) -> list[str]:
-  """data.train as a list of sources: a list or tuple as it is; a string that names an existing folder is one source
-  (its name may contain "+"); another string is split on "+" ("t91+bsd200", the older way to give several)."""
-  if isinstance(value, (list, tuple)):
-    return [str(v) for v in value]
-  value = str(value)
-  if pathlib.Path(value).is_dir() or value.startswith("tfds:"):
-    return [value]
-  return value.split("+")
-
-
-def _remote(value) -> bool:
-  return isinstance(value, str) and (value.startswith("tfds:") or value == "imagenet_subset")
-
-
 def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int):
   """("memory", PatchSampler) or ("tfdata", TfPatchStream). Folders are checked before anything compiles."""
   import jax
   from espcn_jax import input_pipeline, images
   d, p = cfg["data"], cfg["data"]["lr_patch"] * spec.scale
-  remote = _remote(d["train"])
+  remote = input_pipeline.is_remote(d["train"])
   backend = d["backend"] if d["backend"] != "auto" else ("tfdata" if remote else "memory")
   if backend == "memory":
     if remote:
       raise TrainError(f"data.train={d['train']!r} needs data.backend=tfdata")
-    imgs, stats = input_pipeline.load_images(train_sources(d["train"]), channels=spec.channels, min_size=p,
-                                             progress=train_io.primary())
+    sources = input_pipeline.train_sources(d["train"])
+    imgs, stats = input_pipeline.load_images(sources, channels=spec.channels, min_size=p, progress=train_io.primary())
     train_io.say(f"training data {d['train']}: {stats.summary()}")
     for msg in stats.corrupt:
       train_io.say(f"  skipped: {msg}")
     return backend, input_pipeline.PatchSampler(imgs, patch_size=p, batch_size=cfg["batch_size"],
                                                 augment=d["augment"])
   if not remote:
-    for name in train_sources(d["train"]):
+    for name in input_pipeline.train_sources(d["train"]):
       images.list_images(input_pipeline.resolve_folder(name))
-    if len(train_sources(d["train"])) > 1:
+    if len(input_pipeline.train_sources(d["train"])) > 1:
       raise TrainError("data.backend=tfdata reads one source; use the memory backend for several folders")
+  source = input_pipeline.train_sources(d["train"])[0]
   stream = input_pipeline.TfPatchStream(
-      train_sources(d["train"])[0], patch_size=p, batch_size=cfg["batch_size"] // jax.process_count(), channels=spec.channels,
+      source, patch_size=p, batch_size=cfg["batch_size"] // jax.process_count(), channels=spec.channels,
       seed=cfg["seed"], augment=d["augment"], shuffle_buffer=d["shuffle_buffer"], cache=d["cache"],
       start_element=position, data_dir=d["tfds_data_dir"] or None, manual_dir=d["manual_dir"] or None,
       subset_size=d["subset_size"], subset_record=str(workdir / "imagenet_subset_ids.txt"))
@@ -266,8 +252,8 @@ def _train(cfg: dict, workdir, held: contextlib.ExitStack) -> int:
   val_set = None if val_dir is None else validation.load_set(  # HR Y, LR inputs, bicubic PSNR: once per run
       val_dir, spec.scale, channels=spec.channels, degradation=d["degradation"], sigma=d["sigma"],
       kernel_size=d["kernel_size"], name=d["val"])
-  if not _remote(d["train"]):
-    for name in train_sources(d["train"]):  # missing / empty folders: fail before the workdir is touched
+  if not input_pipeline.is_remote(d["train"]):
+    for name in input_pipeline.train_sources(d["train"]):  # missing / empty folders: fail before the workdir is touched
       images.list_images(input_pipeline.resolve_folder(name))
   # Which forward / backward pass (and a clear error for an impossible setting) before the workdir is touched
   dtype = None if cfg["compute_dtype"] == "float32" else cfg["compute_dtype"]

@@ -7,8 +7,11 @@
 Colour pictures: Y through the net, Cb and Cr by bicubic (an RGB net takes RGB); grayscale stays grayscale; alpha is
 upscaled by bicubic and kept. One input file and an output name with an image/video suffix: that file. Otherwise
 OUTPUT is a folder: files keep their names, folders their relative layout (under the folder's name when several
-inputs are given). Inputs are never overwritten; a bad file prints one line naming it, the rest are processed and
-the exit code is 1. No TensorFlow is imported.
+inputs are given); an output folder inside an input folder is not read back. Inputs (and --checkpoint) are never
+overwritten, also through links; a bad file prints one line naming it, the rest are processed and the exit code is
+1. Pictures keep what their output format can hold (EXIF orientation applied, 16-bit grayscale, alpha, ICC profile,
+GIF frames: espcn_jax.picture_files), with one note per file on what it cannot. Shipped weights or --checkpoint;
+random weights only with --random-weights. No TensorFlow is imported.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def _parse(argv):
   p.add_argument("--allow-partial", action="store_true",
                  help="keep a video's output when fewer frames than the container announces could be read")
   p.add_argument("--random-weights", action="store_true",
-                 help="no shipped weights for this scale: run randomly initialised ones (tests only; NOT super-resolved)")
+                 help="without shipped weights for the scale: random ones (tests only; NOT super-resolved)")
   p.add_argument("--quiet", action="store_true", help="no progress bars")
   args = p.parse_args(argv)
   if not 1 <= args.quality <= 100:

@@ -103,9 +103,7 @@ def test_train_on_a_workdir_in_use_by_another_process(tmp_path):
   assert sorted(p.name for p in wd.iterdir()) == ["train.lock"]
 
 
-def test_benchmark_usage_errors(tmp_path):
-  for args, msg in ((["--batch", "0"], "--batch must be >= 1"), (["--iters", "0"], "--iters must be >= 1"),
-                    (["--json", tmp_path], "is a folder")):
-    code, _, err = _cli("benchmark", *args, "--peers", "none")
-    assert code == 2 and msg in err and "Traceback" not in err, err
+def test_benchmark_usage_error(tmp_path):
+  code, _, err = _cli("benchmark", "--batch", "1", "0", "--peers", "none", "--json", tmp_path / "b.json")
+  assert code == 2 and "--batch must be >= 1, got 0" in err and "Traceback" not in err, err
   assert list(tmp_path.iterdir()) == []
