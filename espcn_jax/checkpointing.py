@@ -64,7 +64,7 @@ class Checkpointer:
       return self.latest.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     except Exception as e:  # orbax raises several types for unreadable folders
       raise BrokenCheckpointError(f"{self.workdir / LATEST_DIR}/{step}: unreadable checkpoint metadata "
-                            f"({type(e).__name__}: {e})".splitlines()[0]) from e
+                                  f"({type(e).__name__}: {e})".splitlines()[0]) from e
 
   def check_compatible(self, spec: model.Spec, extra: dict | None = None, meta: dict | None = None,
                        step: int | None = None) -> None:
@@ -98,7 +98,7 @@ class Checkpointer:
                                                        meta=ocp.args.JsonRestore()))
     except Exception as e:
       raise BrokenCheckpointError(f"{mngr.directory}/{step}: cannot restore into this run's train state "
-                            f"({type(e).__name__}: {e})".splitlines()[0]) from e
+                                  f"({type(e).__name__}: {e})".splitlines()[0]) from e
     return out["state"], out["meta"]
 
   def restore_intact(self, abstract_state, spec: model.Spec, extra: dict | None = None, say=print):
@@ -137,6 +137,7 @@ class Checkpointer:
     for bad, e in broken:
       say(f"note: checkpoint {bad} is broken ({e}); moved to {dest}")
     say(f"note: resuming from the newest intact checkpoint, step {step}")
+
   def _save(self, mngr, step: int, state, meta: dict) -> None:
     try:
       mngr.save(int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),

@@ -192,7 +192,11 @@ def main(argv) -> int:
     print(f"PSNR / SSIM on Y, crop_border = {scale}, {args.degradation} degradation")
     print(format_table(results))
   if args.json:
-    write_json(args.json, {"results": results})
+    try:
+      write_json(args.json, {"results": results})
+    except OSError as e:
+      print(f"error: {args.json}: cannot write the results ({e.strerror or e})", file=sys.stderr)
+      return 1
   if errors:
     print(f"{len(errors)} error(s); see above", file=sys.stderr)
     return 1

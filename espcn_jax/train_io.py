@@ -51,7 +51,8 @@ class StopFlag:
 class WorkdirLock:
   """An exclusive OS lock (flock) on WORKDIR/train.lock for the life of a run: a second run on the same workdir
   fails at once with a message naming the holder (pid and host are written in the file). The OS releases the lock
-  when its process dies, so a killed run's lock is taken over by the next one without a word."""
+  when its process dies, so the next run takes over a killed run's workdir (and says so: the file still holds the
+  killed run's pid, which a run that ends normally clears)."""
 
   NAME = "train.lock"
 
