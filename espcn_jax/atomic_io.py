@@ -10,18 +10,21 @@
   is never followed) in the target's folder, so the rename never crosses file systems.
 - The result gets the mode a plain `open(path, "w")` gives: 0666 & ~umask for a new file, the old file's mode when
   one is replaced. (A symlink at the target is replaced by the new file; what it pointed to is left alone.)
-- Temp names are `.NAME.espcn-tmp-PID-RANDOM.SUFFIX` (hidden, the target's suffix kept for writers that pick the
-  format from it, e.g. ffmpeg): `is_temp` recognises them, and each write first removes the stale ones for its
-  target that a killed run left (those whose PID is no longer running on this machine).
+- Temp names are `.NAME.espcn-tmp-PID-HOSTRANDOM.SUFFIX` (hidden, the target's suffix kept for writers that pick
+  the format from it, e.g. ffmpeg; HOST: 4 hex digits of this machine's name): `is_temp` recognises them, and each
+  write first removes the stale ones for its target that a killed run left (made on this machine by a PID that is
+  no longer running; another machine's, on a shared file system, are left alone).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pathlib
 import secrets
 import shutil
+import socket
 import stat
 
 TEMP_MARK = ".espcn-tmp-"
@@ -33,9 +36,18 @@ def is_temp(path) -> bool:
   return name.startswith(".") and TEMP_MARK in name
 
 
-def _pid_of(name: str) -> int | None:
+def _host_tag() -> str:
+  return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:4]
+
+
+HOST_TAG = _host_tag()
+
+
+def _owner(name: str) -> tuple[int, str] | None:
+  """(pid, host tag) of a temp name made here, else None."""
   try:
-    return int(name.split(TEMP_MARK, 1)[1].split("-", 1)[0])
+    pid, rest = name.split(TEMP_MARK, 1)[1].split("-", 1)
+    return int(pid), rest[:4]
   except (IndexError, ValueError):
     return None
 
@@ -60,8 +72,8 @@ def clean_stale(path) -> list[pathlib.Path]:
     return removed
   prefix = f".{path.name}{TEMP_MARK}"
   for p in entries:
-    pid = _pid_of(p.name) if p.name.startswith(prefix) else None
-    if pid is None or pid == os.getpid() or _alive(pid):
+    owner = _owner(p.name) if p.name.startswith(prefix) else None
+    if owner is None or owner[1] != HOST_TAG or owner[0] == os.getpid() or _alive(owner[0]):
       continue
     try:
       if stat.S_ISDIR(p.lstat().st_mode):
@@ -76,7 +88,7 @@ def clean_stale(path) -> list[pathlib.Path]:
 
 def temp_name(path) -> pathlib.Path:
   path = pathlib.Path(path)
-  return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{secrets.token_hex(4)}{path.suffix}")
+  return path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}-{HOST_TAG}{secrets.token_hex(4)}{path.suffix}")
 
 
 def _final_mode(path: pathlib.Path, new_file_mode: int) -> int:

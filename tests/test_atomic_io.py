@@ -89,19 +89,22 @@ def test_temp_names_are_recognisable_and_stale_ones_are_cleaned(tmp_path):
   name = atomic_io.temp_name(target).name
   assert atomic_io.is_temp(name) and name.startswith(".") and name.endswith(".png")
   assert not atomic_io.is_temp("photo_x3.png") and not atomic_io.is_temp(".hidden.png")
-  dead = _dead_pid()
-  stale = tmp_path / f".photo_x3.png{atomic_io.TEMP_MARK}{dead}-0000.png"
-  stale_dir = tmp_path / f".photo_x3.png{atomic_io.TEMP_MARK}{dead}-1111.png"
-  live = tmp_path / f".photo_x3.png{atomic_io.TEMP_MARK}{os.getppid()}-2222.png"  # a running writer's: kept
-  other = tmp_path / f".other.png{atomic_io.TEMP_MARK}{dead}-3333.png"  # another target's: left to its writer
+  dead, here = _dead_pid(), atomic_io.HOST_TAG
+  elsewhere = "ffff" if here != "ffff" else "0000"
+  name = lambda target, pid, host, rnd: tmp_path / f".{target}{atomic_io.TEMP_MARK}{pid}-{host}{rnd}.png"
+  stale = name("photo_x3.png", dead, here, "00000000")
+  stale_dir = name("photo_x3.png", dead, here, "11111111")
+  live = name("photo_x3.png", os.getppid(), here, "22222222")  # a running writer's: kept
+  other = name("other.png", dead, here, "33333333")  # another target's: left to its own writer
+  remote = name("photo_x3.png", dead, elsewhere, "44444444")  # another machine's (shared file system): kept
   stale.write_bytes(b"half")
   stale_dir.mkdir()
   (stale_dir / "x").write_bytes(b"")
-  live.write_bytes(b"")
-  other.write_bytes(b"")
+  for p in (live, other, remote):
+    p.write_bytes(b"")
   atomic_io.write_bytes(target, b"png")
   assert not stale.exists() and not stale_dir.exists()
-  assert live.exists() and other.exists() and target.read_bytes() == b"png"
+  assert live.exists() and other.exists() and remote.exists() and target.read_bytes() == b"png"
 
 
 def test_replacing_dir(tmp_path):

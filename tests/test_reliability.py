@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from espcn_jax import (benchmark, checkpointing, evaluate, export, images, model, optim, train, train_io, upscale,
-                       video, weights)
+from espcn_jax import (atomic_io, benchmark, checkpointing, evaluate, export, images, model, optim, train, train_io,
+                       upscale, video, weights)
 from espcn_jax import train_step as ts
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "espcn_jax" / "data"
@@ -294,7 +294,8 @@ def test_13_stale_temp_files_of_a_killed_run_are_cleaned_and_never_inputs(w2, tm
   src.mkdir()
   out.mkdir()
   Image.fromarray(_rgb(6, 6)).save(src / "a.png")
-  leftovers = [out / f".a.png.espcn-tmp-{dead.pid}-0a1b.png", src / f".a.png.espcn-tmp-{dead.pid}-0a1b.png"]
+  name = f".a.png.espcn-tmp-{dead.pid}-{atomic_io.HOST_TAG}0a1b2c3d.png"  # what a killed upscale leaves
+  leftovers = [out / name, src / name]
   for p in leftovers:
     p.write_bytes(b"half a png")
   orbax_tmp = tmp_path / "wd" / "checkpoints" / "3.orbax-checkpoint-tmp-1234"
