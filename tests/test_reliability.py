@@ -9,6 +9,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 
 import imageio_ffmpeg
 import jax
@@ -75,11 +76,20 @@ def test_2_a_workdir_is_locked_by_the_run_using_it(tmp_path, capsys):
     assert train.main(SMOKE + ["--workdir", str(wd)]) == 1
     _one_line(capsys.readouterr().err, str(wd), "in use", f"pid {os.getpid()}")
   assert not (wd / "checkpoints").exists()
-  # A run that was killed leaves its pid in the file but holds no lock: the next run takes over, and says so.
-  (wd / "train.lock").write_text("pid 999999 on elsewhere\n")
+  # A run killed with SIGKILL: the OS drops its lock, its pid stays in the file; the next run takes over, saying so.
+  holder = subprocess.Popen([sys.executable, "-c", "import sys; from espcn_jax import train_io; "
+                             f"train_io.WorkdirLock({str(wd)!r}).__enter__(); print('held', flush=True); "
+                             "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            cwd=DATA.parent.parent)
+  assert holder.stdout.readline().strip() == "held"
+  with pytest.raises(OSError, match=f"in use by another training run \\(pid {holder.pid} on "):
+    train_io.WorkdirLock(wd).__enter__()
+  holder.kill()
+  holder.wait()
   with train_io.WorkdirLock(wd):
     assert f"pid {os.getpid()}" in (wd / "train.lock").read_text()
-  assert "killed (pid 999999 on elsewhere)" in capsys.readouterr().err
+  assert f"killed (pid {holder.pid} on" in capsys.readouterr().err
+  assert (wd / "train.lock").read_text() == ""  # a run that ends normally clears it
 
 
 # 3 ------------------------------------------------------------------------------------------------------------------
