@@ -4,7 +4,8 @@
     frames = [upscale(f) for f in pic.frames]
     notes = picture_files.write("photo_x3.png", pic.with_frames(frames), quality=95)
 
-- The EXIF orientation is applied (the picture comes out the way a viewer shows it; the tag is then dropped).
+- The EXIF orientation is applied (the picture comes out the way a viewer shows it); the rest of the EXIF block
+  (camera, date, ...) is copied into formats that hold one.
 - 16-bit grayscale PNG/TIFF stays 16-bit (frames are uint16) when the output format holds it.
 - Alpha is kept (HxWx2 gray + alpha, HxWx4 RGBA) where the format holds it.
 - The ICC colour profile is copied into formats that hold one (PNG, JPEG, TIFF, WebP).
@@ -24,6 +25,7 @@ from PIL import Image, ImageOps
 from espcn_jax import atomic_io, images
 
 _ICC_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP")
+_EXIF_FORMATS = ("PNG", "JPEG", "TIFF", "WEBP")
 _ANIMATED_FORMATS = ("GIF", "PNG", "WEBP")
 _SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")
 _ALPHA_FORMATS = ("PNG", "TIFF", "WEBP", "GIF")
@@ -36,6 +38,7 @@ class Picture:
   durations: list | None = None  # ms per frame of an animation
   loop: int | None = None
   icc_profile: bytes | None = None
+  exif: bytes | None = None  # the EXIF block, orientation tag removed (it has been applied)
   notes: list = dataclasses.field(default_factory=list)  # what reading could not keep
 
   def with_frames(self, frames) -> "Picture":
@@ -79,15 +82,17 @@ def read(path) -> Picture:
       animated = n > 1
       icc, loop = img.info.get("icc_profile"), img.info.get("loop")
       notes = [m for m in (_colour_depth_note(path, img),) if m]
-      frames, durations = [], []
+      frames, durations, exif = [], [], None
       for i in range(n):
         img.seek(i)
         img.load()
-        frames.append(_frame_array(img if animated else ImageOps.exif_transpose(img), animated))
+        upright = img if animated else ImageOps.exif_transpose(img)
+        exif = exif or upright.info.get("exif")
+        frames.append(_frame_array(upright, animated))
         durations.append(int(img.info.get("duration") or 100))
   if any(f.size == 0 for f in frames):
     raise images.ImageError(f"{path}: empty image ({frames[0].shape})")
-  return Picture(frames, durations if animated else None, loop, icc, notes)
+  return Picture(frames, durations if animated else None, loop, icc, exif, notes)
 
 
 def _pil(arr: np.ndarray) -> Image.Image:
@@ -127,6 +132,11 @@ def write(path, pic: Picture, *, quality: int = DEFAULT_QUALITY) -> list[str]:
       kw["icc_profile"] = pic.icc_profile
     else:
       notes.add(f"{fmt} holds no colour profile: ICC profile dropped")
+  if pic.exif:
+    if fmt in _EXIF_FORMATS:
+      kw["exif"] = pic.exif
+    else:
+      notes.add(f"{fmt} holds no EXIF block: camera metadata dropped")
   if len(pils) > 1:
     kw.update(save_all=True, append_images=pils[1:], duration=pic.durations or 100, loop=pic.loop or 0)
     if fmt == "GIF":

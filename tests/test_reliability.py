@@ -118,11 +118,14 @@ def test_4_exif_orientation_is_applied(w2, tmp_path):
   stored = _rgb(6, 10)  # 10 wide, 6 high as stored
   exif = Image.Exif()
   exif[0x0112] = 6  # "rotate 90 CW to display": a portrait phone photo
+  exif[0x010F] = "TestCam"  # Make
   Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif, quality=100)
   assert images.load_image(tmp_path / "phone.jpg").shape == (10, 6, 3)
-  assert upscale.main([str(tmp_path / "phone.jpg"), "-o", str(tmp_path / "up.png"), "--checkpoint", str(w2),
+  assert upscale.main([str(tmp_path / "phone.jpg"), "-o", str(tmp_path / "up.jpg"), "--checkpoint", str(w2),
                        "--quiet"]) == 0
-  assert np.asarray(Image.open(tmp_path / "up.png")).shape == (20, 12, 3)
+  with Image.open(tmp_path / "up.jpg") as up:
+    assert np.asarray(up).shape == (20, 12, 3)
+    assert up.getexif().get(0x010F) == "TestCam" and up.getexif().get(0x0112, 1) == 1  # kept; applied, not re-applied
 
 
 # 5 ------------------------------------------------------------------------------------------------------------------
