@@ -115,7 +115,10 @@ def replacing(path, mkdir: bool = True):
     path.parent.mkdir(parents=True, exist_ok=True)
   clean_stale(path)
   tmp = temp_name(path)
-  fd = _create(tmp)
+  try:
+    fd = _create(tmp)
+  except OSError as e:  # name the target, not the temp file
+    raise OSError(e.errno, f"{e.strerror} (creating a temp file next to it)", str(path)) from None
   try:
     new_mode = stat.S_IMODE(os.fstat(fd).st_mode)
   finally:
