@@ -169,7 +169,7 @@ def _nearest(batch):
   return batch.repeat(2, axis=1).repeat(2, axis=2)
 
 
-def test_7_a_truncated_video_is_an_error_unless_partial_output_is_accepted(tmp_path):
+def test_7_a_truncated_video_is_an_error_unless_partial_output_is_accepted(w2, tmp_path, capsys):
   full = _video(tmp_path / "full.mp4")
   data = full.read_bytes()
   cut = tmp_path / "cut.mp4"
@@ -181,6 +181,13 @@ def test_7_a_truncated_video_is_an_error_unless_partial_output_is_accepted(tmp_p
   n = video.upscale_video(cut, tmp_path / "out.mp4", _nearest, progress=False, allow_partial=True, notes=notes)
   assert 0 < n < 90 and (tmp_path / "out.mp4").is_file() and "--allow-partial" in notes[0]
   assert video.upscale_video(full, tmp_path / "full_x2.mp4", _nearest, progress=False) == 100
+  # the command: exit 1 and one line naming the input; with --allow-partial the output and a note
+  run = lambda *extra: upscale.main([str(cut), "-o", str(tmp_path / "cli.mp4"), "--checkpoint", str(w2), "--quiet",
+                                     *extra])
+  assert run() == 1 and not (tmp_path / "cli.mp4").exists()
+  _one_line(capsys.readouterr().err, f"{cut}: only")
+  assert run("--allow-partial") == 0 and (tmp_path / "cli.mp4").is_file()
+  assert "kept the" in capsys.readouterr().err
 
 
 # 8 ------------------------------------------------------------------------------------------------------------------
