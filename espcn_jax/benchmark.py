@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from espcn_jax import atomic_io
+
 RESOLUTIONS = {"720p": (720, 1280), "1080p": (1080, 1920), "1440p": (1440, 2560), "4k": (2160, 3840)}
 DTYPES = ("float32", "bfloat16", "float16")
 # Dense peak TFLOP/s by (device kind substring, dtype): float32 convs/dots run as TF32 on these GPUs by default.
@@ -51,7 +53,18 @@ def _parse(argv):
   p.add_argument("--no-bicubic", action="store_true")
   p.add_argument("--psnr-set", default="set5", help="built-in dataset for the precision drift, or 'none'")
   p.add_argument("--json", default=None, help="write the results here (atomically)")
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  for name in ("batch", "iters"):
+    bad = [v for v in np.atleast_1d(getattr(args, name)) if v < 1]
+    if bad:
+      p.error(f"--{name} must be >= 1, got {bad[0]}")
+  if args.warmup < 0:
+    p.error(f"--warmup must be >= 0, got {args.warmup}")
+  if args.json and pathlib.Path(args.json).is_dir():
+    p.error(f"--json {args.json}: is a folder; give a file name")
+  if args.json and args.checkpoint and atomic_io.same_file(args.json, args.checkpoint):
+    p.error(f"--json {args.json}: is the --checkpoint file; refusing to write over it")
+  return args
 
 
 _CPU_TIMES: list = []  # process CPU seconds of the last time_calls, per call (all threads)
@@ -281,19 +294,19 @@ def psnr_drift(params, spec, dtypes, dataset: str, method: str):
 
 
 def _write_json(path, obj):
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-  with os.fdopen(fd, "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)
+  atomic_io.write_text(path, json.dumps(obj, indent=1))
 
 
 def main(argv) -> int:
   args = _parse(argv)
   import jax  # pylint: disable=import-outside-toplevel
   from espcn_jax import inference  # pylint: disable=import-outside-toplevel
-  params, spec, wnote = load_params(args.checkpoint, args.scale)
+  from espcn_jax import weights  # pylint: disable=import-outside-toplevel
+  try:
+    params, spec, wnote = load_params(args.checkpoint, args.scale)
+  except weights.WeightsError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   out_h, out_w = RESOLUTIONS[args.resolution]
   lr_h, lr_w = inference.lr_size(out_h, out_w, spec.scale)
   flops = inference.network_flops(spec, lr_h, lr_w)

@@ -14,7 +14,9 @@ deleted only after the new one is finalised: a crash during a save leaves the la
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import shutil
 
 import jax
 import orbax.checkpoint as ocp
@@ -29,6 +31,10 @@ class CheckpointError(RuntimeError):
   """A workdir whose checkpoints cannot be used for this run; the message names the folder and the problem."""
 
 
+class BrokenCheckpointError(CheckpointError):
+  """A checkpoint whose files cannot be read (truncated, deleted): `restore_intact` falls back to an older one."""
+
+
 def _manager(path: pathlib.Path, max_to_keep: int) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False)
   return ocp.CheckpointManager(path.resolve(), options=options, item_names=("state", "meta"))
@@ -39,6 +45,10 @@ class Checkpointer:
 
   def __init__(self, workdir, keep: int = 2):
     self.workdir = pathlib.Path(workdir)
+    if jax.process_index() == 0:  # the unfinished saves of a killed run (the workdir is locked by this run)
+      for sub in (LATEST_DIR, BEST_DIR):
+        for p in (self.workdir / sub).glob("*.orbax-checkpoint-tmp*"):
+          shutil.rmtree(p, ignore_errors=True)
     self.latest = _manager(self.workdir / LATEST_DIR, keep)
     self.best = _manager(self.workdir / BEST_DIR, 1)
 
@@ -53,16 +63,19 @@ class Checkpointer:
     try:
       return self.latest.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     except Exception as e:  # orbax raises several types for unreadable folders
-      raise CheckpointError(f"{self.workdir / LATEST_DIR}/{step}: unreadable checkpoint metadata "
-                            f"({type(e).__name__}: {e})".splitlines()[0]) from e
+      raise BrokenCheckpointError(f"{self.workdir / LATEST_DIR}/{step}: unreadable checkpoint metadata "
+                                  f"({type(e).__name__}: {e})".splitlines()[0]) from e
 
-  def check_compatible(self, spec: model.Spec, extra: dict | None = None) -> None:
-    """Raises CheckpointError if the latest checkpoint was written for another architecture (or other `extra`
-    settings that a resumed run must share, e.g. the batch size). Nothing is written or deleted."""
-    meta = self.read_meta()
+  def check_compatible(self, spec: model.Spec, extra: dict | None = None, meta: dict | None = None,
+                       step: int | None = None) -> None:
+    """Raises CheckpointError if the latest checkpoint (or the one of `step`, whose `meta` is given) was written for
+    another architecture (or other `extra` settings that a resumed run must share, e.g. the batch size). Nothing is
+    written or deleted."""
+    step = self.latest_step() if step is None else step
+    meta = self.read_meta(step) if meta is None else meta
     if meta is None:
       return
-    where = self.workdir / LATEST_DIR / str(self.latest_step())
+    where = self.workdir / LATEST_DIR / str(step)
     theirs = meta.get("spec")
     if theirs != json.loads(json.dumps(spec.to_dict())):
       raise CheckpointError(f"{where}: this workdir holds a checkpoint of another model ({theirs}, this run: "
@@ -84,14 +97,55 @@ class Checkpointer:
       out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                                        meta=ocp.args.JsonRestore()))
     except Exception as e:
-      raise CheckpointError(f"{mngr.directory}/{step}: cannot restore into this run's train state "
-                            f"({type(e).__name__}: {e})".splitlines()[0]) from e
+      raise BrokenCheckpointError(f"{mngr.directory}/{step}: cannot restore into this run's train state "
+                                  f"({type(e).__name__}: {e})".splitlines()[0]) from e
     return out["state"], out["meta"]
 
+  def restore_intact(self, abstract_state, spec: model.Spec, extra: dict | None = None, say=print):
+    """(state, meta) of the newest intact checkpoint, or (None, None) when there is none yet.
+
+    Newer checkpoints that cannot be read (a truncated shard, a deleted file) are moved to workdir/broken_checkpoints/
+    and named with `say`. A checkpoint of another model or other `extra` settings raises CheckpointError, and so does
+    a workdir where no checkpoint is intact (nothing is moved then)."""
+    broken = []
+    for step in sorted(self.latest.all_steps(), reverse=True):
+      try:
+        meta = self.read_meta(step)
+        self.check_compatible(spec, extra, meta=meta, step=step)
+        state, meta = self.restore(abstract_state, step)
+      except BrokenCheckpointError as e:  # (another model / other settings raise CheckpointError: not caught)
+        broken.append((step, e))
+        continue
+      if broken:
+        self._set_aside(broken, step, say)
+      return state, meta
+    if broken:
+      raise CheckpointError(f"{self.workdir / LATEST_DIR}: no intact checkpoint to resume from; newest: {broken[0][1]}")
+    return None, None
+
+  def _set_aside(self, broken, step: int, say) -> None:
+    dest = self.workdir / "broken_checkpoints"
+    if jax.process_index() == 0:
+      dest.mkdir(exist_ok=True)
+      for bad, _ in broken:
+        target = dest / str(bad)
+        n = 1
+        while target.exists():
+          target, n = dest / f"{bad}.{n}", n + 1
+        os.rename(os.path.join(str(self.latest.directory), str(bad)), target)
+    self.latest.reload()
+    for bad, e in broken:
+      say(f"note: checkpoint {bad} is broken ({e}); moved to {dest}")
+    say(f"note: resuming from the newest intact checkpoint, step {step}")
+
   def _save(self, mngr, step: int, state, meta: dict) -> None:
-    mngr.save(int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-              force=True)
-    mngr.wait_until_finished()
+    try:
+      mngr.save(int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                   meta=ocp.args.JsonSave(meta)), force=True)
+      mngr.wait_until_finished()
+    except Exception as e:  # a full disk, a read-only folder: orbax / tensorstore raise several types
+      raise CheckpointError(f"{mngr.directory}/{step}: cannot save the checkpoint, the previous one is kept "
+                            f"({type(e).__name__}: {e})".splitlines()[0]) from e
 
   def save(self, step: int, state, meta: dict) -> None:
     """Saves (replacing nothing until complete); a checkpoint already at `step` is left as is."""

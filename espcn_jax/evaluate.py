@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import sys
-import tempfile
 
 import numpy as np
 from tqdm import tqdm
 
-from espcn_jax import image_ops, images, metrics, model, validation, weights
+from espcn_jax import atomic_io, image_ops, images, metrics, model, validation, weights
 
 
 def evaluate_image(hr_u8, scale: int, *, params=None, spec: model.Spec | None = None, degradation: str = "bicubic",
@@ -121,18 +119,8 @@ def format_table(results: list[dict]) -> str:
 
 
 def write_json(path, payload: dict) -> None:
-  """Atomic JSON write: temp file in the same folder, then os.replace."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-  try:
-    with os.fdopen(fd, "w") as f:
-      json.dump(payload, f, indent=2)
-      f.write("\n")
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
+  """Atomic JSON write (espcn_jax.atomic_io)."""
+  atomic_io.write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
 def parse_args(argv):
@@ -220,6 +208,12 @@ def main(argv) -> int:
   if args.report and os.path.exists(args.report) and not os.path.isdir(args.report):
     print(f"error: --report {args.report}: exists and is not a folder", file=sys.stderr)
     return 2
+  if args.json and pathlib.Path(args.json).is_dir():
+    print(f"error: --json {args.json}: is a folder; give a file name", file=sys.stderr)
+    return 2
+  if args.json and args.checkpoint and atomic_io.same_file(args.json, args.checkpoint):
+    print(f"error: --json {args.json}: is the --checkpoint file; refusing to write over it", file=sys.stderr)
+    return 2
   weight_file = args.checkpoint or weights.pretrained_path(args.scale or 3, args.variant)
   try:
     if args.checkpoint:
@@ -269,7 +263,11 @@ def main(argv) -> int:
     print(f"PSNR / SSIM on Y, crop_border = {scale}, {args.degradation} degradation")
     print(format_table(results))
   if args.json:
-    write_json(args.json, {"results": results})
+    try:
+      write_json(args.json, {"results": results})
+    except OSError as e:
+      print(f"error: {args.json}: cannot write the results ({e.strerror or e})", file=sys.stderr)
+      return 1
   if args.report:
     errors += make_report(args, scale, params, spec, weight_file, compare)
   if errors:

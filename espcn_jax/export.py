@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from espcn_jax import exporters, inference, model, weights
+from espcn_jax import atomic_io, exporters, inference, model, weights
 from espcn_jax.exporters import DEFAULT_OPSET, FORMATS, PIXEL_SHUFFLES, TF_BUILDERS, ExportError
 
 # ------------------------------------------------------------------------------------------------------ benchmark
@@ -75,6 +75,18 @@ def _parse_size(s: str) -> tuple[int, int]:
   return h, w
 
 
+def _refuse_own_input(out: pathlib.Path, checkpoint) -> None:
+  """No export writes over (or, for a SavedModel folder, replaces a folder holding) its --checkpoint file."""
+  if not checkpoint:
+    return
+  try:
+    atomic_io.refuse_inputs(out, [checkpoint], "the --checkpoint file")
+  except ValueError as e:
+    raise ExportError(str(e)) from None
+  if pathlib.Path(checkpoint).resolve().is_relative_to(out.resolve()):
+    raise ExportError(f"{out}: holds the --checkpoint file {checkpoint}; refusing to replace it")
+
+
 def _load(args):
   if args.checkpoint:
     params, spec, meta = weights.load(args.checkpoint)
@@ -111,6 +123,7 @@ def main(argv) -> int:
     bench = _parse_size(args.benchmark) if args.benchmark else None
     if bench and fmt != "onnx":
       raise ExportError(f"{out}: --benchmark times ONNX runtimes; use it with --format onnx")
+    _refuse_own_input(out, args.checkpoint)
     exporters.check_output(out, fmt)
     params, spec, meta = _load(args)
     exporters.export(params, spec, fmt, out, opset=args.opset, pixel_shuffle=args.pixel_shuffle, tf_builder=args.tf_builder,
@@ -124,7 +137,7 @@ def main(argv) -> int:
         print(f"not verified: {e.name} is not installed")
       else:
         print(f"verified: max |{fmt} - model.apply| = {err:.2e} on a random 2x23x31 batch")
-        if err > 1e-4:
+        if not err <= 1e-4:  # NaN fails too
           raise ExportError(f"{out}: export differs from model.apply by {err:.2e} (file kept for inspection)")
     if bench:
       print(f"CPU ms/frame, median, LR {bench[1]}x{bench[0]} -> {bench[1] * spec.scale}x{bench[0] * spec.scale}:")

@@ -10,20 +10,17 @@ Graphs take any batch, height and width (docs/DEPLOY.md has the details and the 
 - SavedModel / TFLite: signature "serving_default", "lr" NHWC -> {"hr": NHWC}; `model.apply` through jax2tf with
   symbolic shapes, or (`tf_builder="tfnn"`) tf.nn.conv2d + tf.nn.depth_to_space rebuilt from the weights.
 - pb: the tfnn graph as a frozen TF1 GraphDef, which OpenCV's `dnn_superres.DnnSuperResImpl` reads (luma only).
-Files are written atomically (temp file or folder next to the target, then rename).
+Files are written atomically (espcn_jax.atomic_io: temp file or folder next to the target, then rename).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import shutil
-import tempfile
 
 import numpy as np
 
-from espcn_jax import model
+from espcn_jax import atomic_io, model
 
 FORMATS = ("onnx", "savedmodel", "tflite", "pb")
 # What each format needs beyond the core install: (module, the extra that installs it).
@@ -198,39 +195,9 @@ def check_output(path: pathlib.Path, fmt: str) -> None:
   if not existing.is_dir():
     raise ExportError(f"{path}: cannot write there ({existing} is a file, not a folder)")
   try:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=path.parent)
-    os.close(fd)
-    os.unlink(probe)
+    atomic_io.check_writable(path)
   except OSError as e:
     raise ExportError(f"{path}: cannot write there ({e.strerror or e})") from e
-
-
-def _write_file(path: pathlib.Path, data: bytes) -> None:
-  fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-
-
-def _write_dir(path: pathlib.Path, writer) -> None:
-  """`writer(tmp_dir)` fills a temp folder next to `path`, which then replaces `path` (an old SavedModel is removed)."""
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-  old = None
-  try:
-    writer(str(tmp))
-    if path.exists():
-      old = path.with_name(f".{path.name}.{os.getpid()}.old")
-      os.replace(path, old)
-    os.replace(tmp, path)
-  finally:
-    for p in (tmp, old):
-      if p is not None and p.exists():
-        shutil.rmtree(p)
 
 
 def export(params, spec: model.Spec, fmt: str, path, *, opset: int = DEFAULT_OPSET,
@@ -244,16 +211,16 @@ def export(params, spec: model.Spec, fmt: str, path, *, opset: int = DEFAULT_OPS
     check_requirements(fmt)
     if fmt == "onnx":
       proto = onnx_model(params, spec, opset=opset, pixel_shuffle=pixel_shuffle, meta=meta)
-      _write_file(path, proto.SerializeToString())
+      atomic_io.write_bytes(path, proto.SerializeToString())
     elif fmt == "tflite":
-      _write_file(path, tflite_bytes(params, spec, tf_builder=tf_builder))
+      atomic_io.write_bytes(path, tflite_bytes(params, spec, tf_builder=tf_builder))
     elif fmt == "pb":
-      _write_file(path, frozen_graph_bytes(params, spec))
+      atomic_io.write_bytes(path, frozen_graph_bytes(params, spec))
     else:
       import tensorflow as tf
       module = tf_module(params, spec, tf_builder=tf_builder)
-      _write_dir(path, lambda d: tf.saved_model.save(
-          module, d, signatures={"serving_default": module.serve.get_concrete_function()}))
+      with atomic_io.replacing_dir(path) as tmp:
+        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.serve.get_concrete_function()})
   except ExportError as e:  # name the file in the one-line message
     raise ExportError(f"{path}: {e}") from e
   return path

@@ -2,22 +2,24 @@
 
     img = load_image("data/Set5/baby.png")        # np.uint8, HxW (gray) or HxWx3 (RGB)
     paths = list_images(builtin_dataset_dir("set14"))
-    save_image("out/baby_x3.png", img)             # temp file + os.replace
+    save_image("out/baby_x3.png", img)             # atomic (espcn_jax.atomic_io)
 
 Every problem with a file raises `ImageError` (a ValueError) whose one-line message starts with the path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pathlib
-import tempfile
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from espcn_jax import atomic_io
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 BUILTIN_DATASETS = {"set5": "Set5", "set14": "Set14", "t91": "T91", "bsd200": "BSD200"}
 DATA_DIR_ENV = "ESPCN_DATA_DIR"
 
@@ -56,14 +58,10 @@ def _to_array(img: Image.Image) -> np.ndarray:
   return np.asarray(img, np.uint8)
 
 
-def load_image(path) -> np.ndarray:
-  """Reads an image as np.uint8: HxW for gray files (L, 1, LA, I;16), HxWx3 otherwise (RGBA/PA drop alpha,
-  palette images are expanded). Any format Pillow decodes (png, jpg, bmp, tiff, webp, ...).
-
-  Truncated or corrupt files raise ImageError (the whole image is decoded here, with Pillow's
-  LOAD_TRUNCATED_IMAGES forced off for the call).
-  """
-  path = pathlib.Path(path)
+@contextlib.contextmanager
+def decoding(path: pathlib.Path):
+  """Decode a Pillow image inside this block: any decoding problem becomes an ImageError naming `path` (with
+  Pillow's LOAD_TRUNCATED_IMAGES forced off, so a truncated file is an error, not a grey band)."""
   if not path.exists():
     raise ImageError(f"{path}: no such file")
   if not path.is_file():
@@ -71,9 +69,9 @@ def load_image(path) -> np.ndarray:
   saved = ImageFile.LOAD_TRUNCATED_IMAGES
   ImageFile.LOAD_TRUNCATED_IMAGES = False
   try:
-    with Image.open(path) as img:
-      img.load()
-      arr = _to_array(img)
+    yield
+  except ImageError:
+    raise
   except Image.UnidentifiedImageError:
     raise ImageError(f"{path}: not an image (format not recognised)") from None
   except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -84,6 +82,21 @@ def load_image(path) -> np.ndarray:
     raise ImageError(f"{path}: unreadable image ({_one_line(e)})") from None
   finally:
     ImageFile.LOAD_TRUNCATED_IMAGES = saved
+
+
+def load_image(path) -> np.ndarray:
+  """Reads an image as np.uint8: HxW for gray files (L, 1, LA, I;16), HxWx3 otherwise (RGBA/PA drop alpha,
+  palette images are expanded). Any format Pillow decodes (png, jpg, bmp, tiff, webp, gif: its first frame, ...).
+  An EXIF orientation is applied (as a photo viewer shows the picture).
+
+  Truncated or corrupt files raise ImageError (the whole image is decoded here, with Pillow's
+  LOAD_TRUNCATED_IMAGES forced off for the call).
+  """
+  path = pathlib.Path(path)
+  with decoding(path):
+    with Image.open(path) as img:
+      img.load()
+      arr = _to_array(ImageOps.exif_transpose(img))
   if arr.size == 0:
     raise ImageError(f"{path}: empty image ({arr.shape})")
   return arr
@@ -104,15 +117,8 @@ def save_image(path, arr) -> pathlib.Path:
   fmt = Image.registered_extensions().get(path.suffix.lower())
   if fmt is None:
     raise ImageError(f"{path}: unknown image format for suffix {path.suffix!r}")
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-  os.close(fd)
-  try:
+  with atomic_io.replacing(path) as tmp:
     Image.fromarray(a).save(tmp, format=fmt)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
   return path
 
 

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from espcn_jax import image_ops, images
+from espcn_jax import atomic_io, image_ops, images
 
 
 @dataclasses.dataclass
@@ -186,11 +186,24 @@ def imagenet_subset_ids(builder, split: str, num: int, seed: int, record_path: p
   if len(names) < num:
     raise ValueError(f"{builder.name}/{split}: only {len(names)} images, asked for {num}")
   ids = sorted(np.random.default_rng(seed).choice(names, size=num, replace=False).tolist())
-  record_path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = record_path.with_name(record_path.name + ".tmp")
-  tmp.write_text("\n".join(ids) + "\n")
-  tmp.replace(record_path)
+  atomic_io.write_text(record_path, "\n".join(ids) + "\n")
   return ids
+
+
+def train_sources(value) -> list[str]:
+  """data.train as a list of sources: a list or tuple as it is; a string that names an existing folder is one source
+  (its name may contain "+"); another string is split on "+" ("t91+bsd200", the older way to give several)."""
+  if isinstance(value, (list, tuple)):
+    return [str(v) for v in value]
+  value = str(value)
+  if pathlib.Path(value).is_dir() or value.startswith("tfds:"):
+    return [value]
+  return value.split("+")
+
+
+def is_remote(value) -> bool:
+  """A data.train value streamed from tfds (tf.data backend only)."""
+  return isinstance(value, str) and (value.startswith("tfds:") or value == "imagenet_subset")
 
 
 class TfPatchStream:

@@ -17,15 +17,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import pathlib
 import re
 import sys
-import tempfile
 
 import numpy as np
 
-from espcn_jax import image_ops, images, metrics, paper, report_html, validation, weights
+from espcn_jax import atomic_io, image_ops, images, metrics, paper, report_html, validation, weights
 
 TILE = 240  # displayed crop side in pixels (crops are pre-zoomed by an integer factor to at most this)
 CROP_LR = 20  # crop side in LR pixels
@@ -343,20 +341,6 @@ def wall_minutes(rows: list) -> list:
   return out
 
 
-def _write_text(path: pathlib.Path, text: str) -> None:
-  """Atomic text write: a temp file in the same folder, then os.replace."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-
-
 def write_report(out_dir, *, datasets=(), runs=(), errors=(), title: str = "ESPCN evaluation report",
                  notes=()) -> pathlib.Path:
   """Writes out_dir/index.html (self-contained, offline; the crops' PNG files beside it). Returns its path."""
@@ -368,5 +352,5 @@ def write_report(out_dir, *, datasets=(), runs=(), errors=(), title: str = "ESPC
   errors = list(errors) + [e for d in datasets for e in d.errors] + [r.error for r in runs if r.error]
   html = report_html.page(title=title, notes=list(notes), errors=errors, datasets=list(datasets), runs=curves)
   target = out_dir / "index.html"
-  _write_text(target, html)
+  atomic_io.write_text(target, html)
   return target

@@ -21,6 +21,7 @@ them.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -64,6 +65,8 @@ def _check_config(cfg: dict, num_devices: int) -> None:
     raise TrainError(f"batch_size ({b}) must be a positive multiple of the number of devices ({num_devices})")
   if cfg["data"]["backend"] not in ("auto", "memory", "tfdata"):
     raise TrainError(f"data.backend must be auto, memory or tfdata, got {cfg['data']['backend']!r}")
+  if not isinstance(cfg["num_epochs"], int) or cfg["num_epochs"] < 1:
+    raise TrainError(f"num_epochs must be a positive integer, got {cfg['num_epochs']!r}")
   if cfg["early_stop_metric"] not in ("train_loss", "val_psnr"):
     raise TrainError(f"early_stop_metric must be train_loss or val_psnr, got {cfg['early_stop_metric']!r}")
 
@@ -136,25 +139,27 @@ def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int, paths=None
   import jax
   from espcn_jax import input_pipeline, images
   d, p = cfg["data"], cfg["data"]["lr_patch"] * spec.scale
-  remote = d["train"].startswith("tfds:") or d["train"] == "imagenet_subset"
+  remote = input_pipeline.is_remote(d["train"])
   backend = d["backend"] if d["backend"] != "auto" else ("tfdata" if remote else "memory")
   if backend == "memory":
     if remote:
       raise TrainError(f"data.train={d['train']!r} needs data.backend=tfdata")
-    imgs, stats = input_pipeline.load_images(d["train"].split("+"), channels=spec.channels, min_size=p,
-                                             progress=train_io.primary(), paths=paths)
+    sources = input_pipeline.train_sources(d["train"])
+    imgs, stats = input_pipeline.load_images(sources, channels=spec.channels, min_size=p, progress=train_io.primary(),
+                                             paths=paths)
     train_io.say(f"training data {d['train']}: {stats.summary()}")
     for msg in stats.corrupt:
       train_io.say(f"  skipped: {msg}")
     return backend, input_pipeline.PatchSampler(imgs, patch_size=p, batch_size=cfg["batch_size"],
                                                 augment=d["augment"])
   if not remote:
-    for name in d["train"].split("+"):
+    for name in input_pipeline.train_sources(d["train"]):
       images.list_images(input_pipeline.resolve_folder(name))
-    if "+" in d["train"]:
+    if len(input_pipeline.train_sources(d["train"])) > 1:
       raise TrainError("data.backend=tfdata reads one source; use the memory backend for several folders")
+  source = input_pipeline.train_sources(d["train"])[0]
   stream = input_pipeline.TfPatchStream(
-      d["train"], patch_size=p, batch_size=cfg["batch_size"] // jax.process_count(), channels=spec.channels,
+      source, patch_size=p, batch_size=cfg["batch_size"] // jax.process_count(), channels=spec.channels,
       seed=cfg["seed"], augment=d["augment"], shuffle_buffer=d["shuffle_buffer"], cache=d["cache"],
       start_element=position, data_dir=d["tfds_data_dir"] or None, manual_dir=d["manual_dir"] or None,
       subset_size=d["subset_size"], subset_record=str(workdir / "imagenet_subset_ids.txt"))
@@ -162,7 +167,13 @@ def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int, paths=None
 
 
 def train(cfg: dict, workdir) -> int:
-  """Trains (or resumes) into `workdir`. Returns 0 when done, 130 when stopped by a signal (after saving)."""
+  """Trains (or resumes) into `workdir`. Returns 0 when done, 130 when stopped by a signal (after saving).
+  The workdir is locked for the run (train_io.WorkdirLock): a second run on it fails with a message."""
+  with contextlib.ExitStack() as held:
+    return _train(cfg, workdir, held)
+
+
+def _train(cfg, workdir, held: contextlib.ExitStack) -> int:
   cfg = cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else copy.deepcopy(cfg)
   workdir = pathlib.Path(workdir)
   if cfg["distributed"]:  # unset (None) fields come from the environment; process_id 0 is a value
@@ -185,8 +196,8 @@ def train(cfg: dict, workdir) -> int:
   except (TypeError, ValueError) as e:
     raise TrainError(f"bad model config: {e}") from e
   d, o, spe, k = cfg["data"], cfg["optim"], cfg["steps_per_epoch"], cfg["steps_per_call"]
-  if not (d["train"].startswith("tfds:") or d["train"] == "imagenet_subset"):
-    for name in d["train"].split("+"):  # missing / empty folders: fail before the workdir is touched
+  if not input_pipeline.is_remote(d["train"]):
+    for name in input_pipeline.train_sources(d["train"]):  # missing / empty folders: fail before the workdir is touched
       images.list_images(input_pipeline.resolve_folder(name))
   train_paths, val_paths = _split_holdout(d)
   val_dir = None if not d["val"] else input_pipeline.resolve_folder(d["val"]) if val_paths is None else "holdout"
@@ -205,9 +216,18 @@ def train(cfg: dict, workdir) -> int:
   except ValueError as e:
     raise TrainError(f"{e} (--config.native_bf16=off, or configs/t91_x3_cpu.py, trains in float32)") from e
   train_io.say(f"forward / backward pass: {why}" + (f", {why_bf16}" if native else ""))
+  if train_io.primary():
+    held.enter_context(train_io.WorkdirLock(workdir))
   ckpt = checkpointing.Checkpointer(workdir)
-  ckpt.check_compatible(spec, resume_keys(cfg))
-  meta = ckpt.read_meta() or {}
+  # The state's structure does not depend on the lr schedule's length, so a checkpoint restores before the optimizer
+  # is rebuilt with a budget fitted by an earlier invocation.
+  tx = optim.make(model.init(jax.random.PRNGKey(0), spec), steps_per_epoch=spe, **o)
+  state = ts.put_replicated(ts.create_state(jax.random.PRNGKey(cfg["seed"]), spec, tx), mesh)
+  restored, meta = ckpt.restore_intact(state, spec, resume_keys(cfg), say=train_io.say)
+  if restored is not None:  # (newer broken checkpoints were set aside, and said so)
+    state = restored
+    train_io.say(f"resuming from {workdir}/{checkpointing.LATEST_DIR} at step {int(state.step)}")
+  meta = meta or {}
   backend, data = _make_data(cfg, spec, workdir, meta.get("stream_position", 0), train_paths)
   fit = meta.get("budget_fit")  # the run's length and lr decay fitted to max_minutes by an earlier invocation
   if fit:
@@ -226,10 +246,6 @@ def train(cfg: dict, workdir) -> int:
                                  with_batch=backend != "memory", compiler_options=copts)
 
   tx, multi = compile_step()
-  state = ts.put_replicated(ts.create_state(jax.random.PRNGKey(cfg["seed"]), spec, tx), mesh)
-  if meta:
-    state, meta = ckpt.restore(state)
-    train_io.say(f"resuming from {workdir}/{checkpointing.LATEST_DIR} at step {int(state.step)}")
   if backend == "memory":
     data_dev = ts.put_replicated(data.data, mesh)
     next_input = lambda: data_dev
@@ -258,12 +274,15 @@ def train(cfg: dict, workdir) -> int:
       partial["sum"] += float(losses.sum())
       partial["n"] += int(losses.size)
     if partial["n"] and not math.isfinite(partial["sum"]):
-      raise TrainError(f"training loss became {partial['sum']} before step {step} (epoch {step // spe + 1}); "
-                       f"the last good checkpoint (step {ckpt.latest_step()}) in {workdir} is kept; "
-                       f"try a lower optim.learning_rate")
+      last = ckpt.latest_step()
+      kept = (f"the last good checkpoint (step {last}) in {workdir} is kept" if last is not None
+              else f"no checkpoint was saved yet in {workdir}")
+      raise TrainError(f"training loss became {partial['sum']} by step {step} (epoch {(step - 1) // spe + 1}); "
+                       f"{kept}; try a lower optim.learning_rate")
 
   bar = tqdm(total=total, initial=step, unit="step", desc=f"ESPCN x{spec.scale}", disable=not train_io.primary(),
              dynamic_ncols=True, file=sys.stderr)
+  held.callback(bar.close)  # also on an error: its message then starts on a line of its own
   with train_io.StopFlag() as stop:
     while step < total:
       state, metrics = multi(state, next_input())
@@ -378,10 +397,14 @@ def main(argv) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   except Exception as e:  # one clear line for the known failures; a traceback for bugs
-    from espcn_jax import checkpointing, images
-    if isinstance(e, (TrainError, checkpointing.CheckpointError, images.ImageError)) or (
+    from espcn_jax import checkpointing, images, weights
+    if isinstance(e, (TrainError, checkpointing.CheckpointError, images.ImageError, weights.WeightsError)) or (
         isinstance(e, ImportError) and "pip install" in str(e)):  # an extra the run needs (e.g. espcn-jax[tf])
       print(f"error: {e}", file=sys.stderr)
+      return 1
+    if isinstance(e, OSError):  # a full disk, a workdir that is a file or read-only, one in use by another run
+      msg = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else (str(e).strip() or type(e).__name__)
+      print(f"error: {msg.splitlines()[0]}", file=sys.stderr)
       return 1
     raise
 

@@ -7,21 +7,22 @@
 Colour pictures: Y through the net, Cb and Cr by bicubic (an RGB net takes RGB); grayscale stays grayscale; alpha is
 upscaled by bicubic and kept. One input file and an output name with an image/video suffix: that file. Otherwise
 OUTPUT is a folder: files keep their names, folders their relative layout (under the folder's name when several
-inputs are given). Inputs are never overwritten; a bad file prints one line naming it, the rest are processed and
-the exit code is 1. No TensorFlow is imported.
+inputs are given); an output folder inside an input folder is not read back. Inputs (and --checkpoint) are never
+overwritten, also through links; a bad file prints one line naming it, the rest are processed and the exit code is
+1. Pictures keep what their output format can hold (EXIF orientation applied, 16-bit grayscale, alpha, ICC profile,
+GIF frames: espcn_jax.picture_files), with one note per file on what it cannot. Shipped weights or --checkpoint;
+random weights only with --random-weights. No TensorFlow is imported.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import sys
-import tempfile
 
 import numpy as np
 
-from espcn_jax import images, inference, model, video, weights
+from espcn_jax import atomic_io, images, inference, model, picture_files, video, weights
 
 _DTYPES = {"float32": None, "bfloat16": "bfloat16", "float16": "float16"}
 
@@ -39,12 +40,21 @@ def _parse(argv):
   p.add_argument("--preset", choices=video.X264_PRESETS, default=None,
                  help="libx264 preset for .mp4/.mkv/.mov outputs (default: ffmpeg's medium; veryfast encodes "
                       "~2.7x faster, about the same quality)")
+  p.add_argument("--quality", type=int, default=picture_files.DEFAULT_QUALITY,
+                 help=f"JPEG / WebP quality, 1-100 (default {picture_files.DEFAULT_QUALITY})")
+  p.add_argument("--allow-partial", action="store_true",
+                 help="keep a video's output when fewer frames than the container announces could be read")
+  p.add_argument("--random-weights", action="store_true",
+                 help="without shipped weights for the scale: random ones (tests only; NOT super-resolved)")
   p.add_argument("--quiet", action="store_true", help="no progress bars")
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  if not 1 <= args.quality <= 100:
+    p.error(f"--quality must be in 1-100, got {args.quality}")
+  return args
 
 
-def _load_net(checkpoint, scale):
-  """Returns (params, spec). Without a checkpoint: the shipped weights, else random ones with a warning."""
+def _load_net(checkpoint, scale, random_weights: bool = False):
+  """Returns (params, spec): the checkpoint's, else the shipped weights; random ones only if asked for."""
   if checkpoint:
     params, spec, _ = weights.load(checkpoint)
     if scale is not None and scale != spec.scale:
@@ -54,15 +64,28 @@ def _load_net(checkpoint, scale):
   try:
     return weights.pretrained(scale)
   except weights.WeightsError as e:
+    if not random_weights:
+      raise weights.WeightsError(f"{e}; give --checkpoint (or --random-weights to test with random ones)") from None
     import jax  # pylint: disable=import-outside-toplevel
-    print(f"warning: {e}\nwarning: using RANDOM weights: the output is NOT super-resolved (give --checkpoint)",
-          file=sys.stderr)
+    print(f"warning: using RANDOM weights: the output is NOT super-resolved", file=sys.stderr)
     spec = model.Spec(scale=scale)
     return model.init(jax.random.PRNGKey(0), spec), spec
 
 
 def _is_media(path: pathlib.Path) -> bool:
   return path.suffix.lower() in images.IMAGE_EXTENSIONS or video.is_video(path)
+
+
+def _found(src: pathlib.Path, output: pathlib.Path):
+  """Media files under folder `src`, leaving out hidden and temp files and everything under `output` (so an output
+  folder inside the input folder is never read back as input)."""
+  out = output.resolve()
+  for p in sorted(src.rglob("*")):
+    if p.name.startswith(".") or not _is_media(p) or not p.is_file():
+      continue
+    if p.resolve().is_relative_to(out):
+      continue
+    yield p
 
 
 def plan_jobs(inputs, output):
@@ -78,7 +101,7 @@ def plan_jobs(inputs, output):
     if single_file:
       jobs.append((src, output))
     elif src.is_dir():
-      found = sorted(p for p in src.rglob("*") if p.is_file() and _is_media(p) and not p.name.startswith("."))
+      found = list(_found(src, output))
       if not found:
         raise ValueError(f"{src}: no images or videos in this folder or its subfolders")
       base = output if len(srcs) == 1 else output / src.resolve().name
@@ -90,55 +113,23 @@ def plan_jobs(inputs, output):
   return jobs
 
 
-def _alpha(path: pathlib.Path):
-  """The alpha channel of `path` as uint8 HxW, or None (images.load_image drops it)."""
-  from PIL import Image  # pylint: disable=import-outside-toplevel
-  with Image.open(path) as img:
-    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info):
-      return np.asarray(img.convert("RGBA"), np.uint8)[..., 3].copy()
-  return None
-
-
-def _save_with_alpha(path: pathlib.Path, arr):
-  """Atomic save of uint8 HxWx2 (LA) or HxWx4 (RGBA), which images.save_image does not take."""
-  from PIL import Image  # pylint: disable=import-outside-toplevel
-  fmt = Image.registered_extensions().get(path.suffix.lower())
-  if fmt is None:
-    raise images.ImageError(f"{path}: unknown image format for suffix {path.suffix!r}")
-  if fmt in ("JPEG", "BMP"):
-    return images.save_image(path, arr[..., :-1])  # no alpha in these formats
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-  os.close(fd)
-  try:
-    Image.fromarray(arr, mode="LA" if arr.shape[-1] == 2 else "RGBA").save(tmp, format=fmt)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-  return path
-
-
-def upscale_image_file(up: inference.Upscaler, src: pathlib.Path, dst: pathlib.Path):
-  img = images.load_image(src)
-  try:
-    alpha = _alpha(src)
-  except Exception:  # pylint: disable=broad-except
-    alpha = None  # load_image decoded it; an alpha we cannot read is dropped
-  if alpha is not None:
-    img = np.concatenate([img.reshape(*img.shape[:2], -1), alpha[..., None]], axis=-1)
-  out = up.image(img)
-  if alpha is not None:
-    _save_with_alpha(dst, out)
-  else:
-    images.save_image(dst, out)
+def upscale_image_file(up: inference.Upscaler, src: pathlib.Path, dst: pathlib.Path, quality: int) -> list[str]:
+  """Upscales every frame of `src` into `dst`; returns notes on what `dst`'s format could not keep."""
+  pic = picture_files.read(src)
+  frames = []
+  for f in pic.frames:
+    if f.dtype == np.uint16:  # 16-bit: through the net in float, back to 16 bits
+      frames.append(np.floor(up.image(f.astype(np.float32) / 65535.0) * 65535.0 + 0.5).astype(np.uint16))
+    else:
+      frames.append(up.image(f))
+  return pic.notes + picture_files.write(dst, pic.with_frames(frames), quality=quality)
 
 
 def main(argv) -> int:
   args = _parse(argv)
   try:
     jobs = plan_jobs(args.inputs, args.output)
-    params, spec = _load_net(args.checkpoint, args.scale)
+    params, spec = _load_net(args.checkpoint, args.scale, args.random_weights)
   except (ValueError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
@@ -151,15 +142,14 @@ def main(argv) -> int:
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
-  inputs = {p.resolve() for p, _ in jobs}
+  inputs = [p for p, _ in jobs] + ([args.checkpoint] if args.checkpoint else [])
   written: set = set()
   failed = 0
   from tqdm import tqdm  # pylint: disable=import-outside-toplevel
   bar = tqdm(jobs, desc=f"x{spec.scale}", unit="file", disable=args.quiet or len(jobs) < 2)
   for src, dst in bar:
     try:
-      if dst.resolve() in inputs:
-        raise ValueError(f"{dst}: refusing to overwrite an input")
+      atomic_io.refuse_inputs(dst, inputs)
       if dst.resolve() in written:
         raise ValueError(f"{dst}: two inputs map to this output ({src} would overwrite it)")
       if not src.is_file():
@@ -167,12 +157,15 @@ def main(argv) -> int:
       if video.is_video(src):
         if not video.is_video(dst):
           raise ValueError(f"{dst}: a video ({src.name}) needs a video output name")
+        notes = []
         video.upscale_video(src, dst, up.frames, frames_per_call=up.frames_per_call, preset=args.preset,
-                            progress=not args.quiet)
+                            progress=not args.quiet, allow_partial=args.allow_partial, notes=notes)
       else:
         if video.is_video(dst):
           raise ValueError(f"{dst}: an image ({src.name}) needs an image output name")
-        upscale_image_file(up, src, dst)
+        notes = upscale_image_file(up, src, dst, args.quality)
+      if notes:
+        bar.write(f"note: {dst}: {'; '.join(notes)}", file=sys.stderr)
       written.add(dst.resolve())
     except (ValueError, OSError) as e:  # ImageError, VideoError, WeightsError are ValueErrors
       failed += 1

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import fractions
-import os
 import pathlib
-import tempfile
 import warnings
 from typing import Callable
 
 import numpy as np
+
+from espcn_jax import atomic_io
 
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 _CODECS = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".webm": "libvpx-vp9", ".avi": "mpeg4"}
@@ -59,6 +59,8 @@ def open_video(path):
     with _quiet_fork():
       raw = next(gen)
   except (RuntimeError, OSError, StopIteration) as e:
+    if "does not contain any stream" in str(e):  # ffmpeg found nothing to decode: the input's fault
+      raise VideoError(f"{path}: no video frames in this file (no video stream, or an empty one)") from None
     raise VideoError(f"{path}: not a readable video ({str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__})") from e
   w, h = raw["size"]
   fps = exact_fps(raw.get("fps") or 25.0)
@@ -93,8 +95,23 @@ def _batches(frames, n: int):
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
+def _check_complete(src: pathlib.Path, meta: dict, n_read: int, allow_partial: bool, notes: list | None) -> None:
+  """A video that gives clearly fewer frames than its container announces (duration x rate) is truncated or
+  damaged: an error, or with `allow_partial` a note. Up to 2 frames or 5% less is normal rounding / audio."""
+  expected = meta.get("n_frames")
+  if not expected or n_read >= expected - max(2, 0.05 * expected):
+    return
+  msg = (f"only {n_read} of ~{expected} frames could be read ({float(meta['fps']):.3g} fps for the container's "
+         f"{expected / float(meta['fps']):.2f} s): truncated or damaged")
+  if not allow_partial:
+    raise VideoError(f"{src}: {msg}; nothing written (--allow-partial keeps the frames that were read)")
+  if notes is not None:
+    notes.append(f"{src}: {msg}; kept the {n_read} frames read (--allow-partial)")
+
+
 def upscale_video(src, dst, frames_fn: Callable, *, frames_per_call: int | Callable = 4, quality: float = 8,
-                  preset: str | None = None, progress: bool = True) -> int:
+                  preset: str | None = None, progress: bool = True, allow_partial: bool = False,
+                  notes: list | None = None) -> int:
   """Upscales every frame of `src` into `dst` (format from its extension); returns the number of frames.
 
   Batches always have `frames_per_call` frames (the last is padded and cropped), so the jitted net compiles once;
@@ -104,22 +121,30 @@ def upscale_video(src, dst, frames_fn: Callable, *, frames_per_call: int | Calla
   `preset`: libx264's speed / file-size trade-off for .mp4, .mkv and .mov outputs (None: ffmpeg's default, medium;
   at 1080p on 2 CPU cores medium encodes ~28 frames/s, veryfast ~75, at about the same quality); ignored for the
   other formats.
+  Fewer frames than the container announces raise VideoError (nothing is written) unless `allow_partial`; then a
+  note is appended to `notes`. The output appears only when complete (espcn_jax.atomic_io).
   """
-  import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
   src, dst = pathlib.Path(src), pathlib.Path(dst)
   ext = dst.suffix.lower()
   if ext not in VIDEO_EXTS:
     raise VideoError(f"{dst}: unknown video format {ext!r}; use one of {', '.join(VIDEO_EXTS)}")
-  if dst.resolve() == src.resolve():
+  if atomic_io.same_file(dst, src):
     raise VideoError(f"{dst}: refusing to overwrite the input")
   if preset is not None and preset not in X264_PRESETS:
     raise VideoError(f"{dst}: unknown preset {preset!r}; use one of {', '.join(X264_PRESETS)}")
   meta, frames = open_video(src)
   if callable(frames_per_call):
     frames_per_call = frames_per_call(meta["size"][1], meta["size"][0])
-  dst.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix="." + dst.stem + ".", suffix=ext, dir=dst.parent)
-  os.close(fd)
+  with atomic_io.replacing(dst) as tmp:
+    return _encode(src, dst, tmp, meta, frames, frames_fn, frames_per_call, quality, preset, progress,
+                   allow_partial, notes)
+
+
+def _encode(src, dst, tmp, meta, frames, frames_fn, frames_per_call, quality, preset, progress, allow_partial,
+            notes) -> int:
+  """The frames of `src` through `frames_fn` into the temp file `tmp` of `dst` (same suffix)."""
+  import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
+  ext = tmp.suffix.lower()
   writer = None
   bar = None
   n_done = 0
@@ -152,13 +177,13 @@ def upscale_video(src, dst, frames_fn: Callable, *, frames_per_call: int | Calla
       if bar is not None:
         bar.update(k)
     if writer is None:
-      raise VideoError(f"{src}: no frames")
+      raise VideoError(f"{src}: no video frames in this file")
+    _check_complete(src, meta, n_done, allow_partial, notes)
     try:
       writer.close()
     except (RuntimeError, OSError) as e:
       raise VideoError(f"{dst}: ffmpeg failed to write ({str(e).strip().splitlines()[-1]})") from e
     writer = None
-    os.replace(tmp, dst)
   finally:
     if bar is not None:
       bar.close()
@@ -167,6 +192,4 @@ def upscale_video(src, dst, frames_fn: Callable, *, frames_per_call: int | Calla
         writer.close()
       except Exception:  # pylint: disable=broad-except
         pass
-    if os.path.exists(tmp):
-      os.unlink(tmp)
   return n_done

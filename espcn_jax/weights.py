@@ -8,14 +8,12 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
-import tempfile
 
 import numpy as np
 import safetensors.numpy
 
-from espcn_jax import model
+from espcn_jax import atomic_io, model
 
 PRETRAINED_DIR = pathlib.Path(__file__).parent / "pretrained"
 
@@ -29,18 +27,15 @@ def _flatten(params) -> dict[str, np.ndarray]:
 
 
 def save(path, params, spec: model.Spec, meta: dict | None = None) -> pathlib.Path:
-  """Writes atomically (temp file in the same folder, then rename)."""
+  """Writes atomically (espcn_jax.atomic_io)."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   metadata = {"format": "espcn-jax/1", "spec": json.dumps(spec.to_dict()), "meta": json.dumps(meta or {})}
-  fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-  os.close(fd)
   try:
-    safetensors.numpy.save_file(_flatten(params), tmp, metadata=metadata)
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
+    with atomic_io.replacing(path) as tmp:
+      safetensors.numpy.save_file(_flatten(params), tmp, metadata=metadata)
+  except Exception as e:  # a full disk: OSError or safetensors' own error type
+    raise WeightsError(f"{path}: cannot write ({type(e).__name__}: {e})".splitlines()[0]) from e
   return path
 
 
@@ -59,18 +54,30 @@ def load(path):
     raise WeightsError(f"{path}: not an espcn-jax weight file (missing format/spec metadata)")
   try:
     spec = model.Spec.from_dict(json.loads(metadata["spec"]))
-  except (ValueError, TypeError) as e:
-    raise WeightsError(f"{path}: bad architecture metadata: {e}") from e
+  except (ValueError, TypeError, AttributeError) as e:
+    raise WeightsError(f"{path}: bad architecture metadata ({type(e).__name__}: {e})".splitlines()[0]) from e
+  try:
+    meta = json.loads(metadata.get("meta", "{}"))
+    if not isinstance(meta, dict):
+      raise ValueError(f"a JSON {type(meta).__name__}, not an object")
+  except ValueError as e:
+    raise WeightsError(f"{path}: bad 'meta' metadata ({e})".splitlines()[0]) from e
   params: dict = {}
   for key, v in tensors.items():
-    layer, name = key.split(".", 1)
+    layer, dot, name = key.partition(".")
+    if not (dot and layer and name):
+      raise WeightsError(f"{path}: malformed tensor name {key!r} (expected LAYER.kernel or LAYER.bias)")
     params.setdefault(layer, {})[name] = v
   exp_shapes = {f"{layer}.{name}": shape for layer, (ks, bs) in model.layer_shapes(spec).items()
                 for name, shape in (("kernel", ks), ("bias", bs))}
   got_shapes = {k: tuple(v.shape) for k, v in _flatten(params).items()}
   if exp_shapes != got_shapes:
     raise WeightsError(f"{path}: tensors {got_shapes} do not match the architecture {spec}")
-  return params, spec, json.loads(metadata.get("meta", "{}"))
+  for key, v in _flatten(params).items():
+    bad = int(np.size(v) - np.count_nonzero(np.isfinite(v)))
+    if bad:
+      raise WeightsError(f"{path}: tensor {key} holds {bad} NaN/inf value(s); these weights are unusable")
+  return params, spec, meta
 
 
 def pretrained_path(scale: int = 3, variant: str = "t91") -> pathlib.Path:

@@ -19,10 +19,11 @@ import pathlib
 import shutil
 import sys
 import tarfile
-import tempfile
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from espcn_jax import atomic_io  # noqa: E402  (the one atomic write; the checkout's copy)
 SOURCES = {
     "BSD300": dict(
         url="https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/segbench/BSDS300-images.tgz",
@@ -59,9 +60,7 @@ def extract_and_verify(archive: pathlib.Path, name: str, out_dir: pathlib.Path, 
     raise SystemExit(f"{archive}: SHA-256 mismatch (expected {src['sha256']}); delete it and download again")
   want_train = reference_sums(bsd200) if src["train"] else {}
   final = out_dir / f"{name}_test"
-  out_dir.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_dir))
-  try:
+  with atomic_io.replacing_dir(final) as tmp:  # an old folder is replaced only once the new one is complete
     n_test, train_ok = 0, 0
     with tarfile.open(archive) as tar:
       for member in tar:
@@ -81,23 +80,15 @@ def extract_and_verify(archive: pathlib.Path, name: str, out_dir: pathlib.Path, 
                        f"found {train_ok} and {n_test}")
     lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}" for p in sorted(tmp.glob("*.jpg"))]
     (tmp / "SHA256SUMS").write_text("\n".join(lines) + "\n")
-    if final.exists():
-      shutil.rmtree(final)
-    os.replace(tmp, final)
-  finally:
-    if tmp.exists():
-      shutil.rmtree(tmp)
   return final
 
 
 def download(url: str, dest: pathlib.Path) -> None:
   if dest.exists():
     return
-  tmp = dest.with_suffix(dest.suffix + ".part")
   print(f"downloading {url}", file=sys.stderr)
-  with urllib.request.urlopen(url) as r, open(tmp, "wb") as f:
+  with atomic_io.replacing(dest) as tmp, urllib.request.urlopen(url) as r, open(tmp, "r+b") as f:
     shutil.copyfileobj(r, f)
-  os.replace(tmp, dest)
 
 
 def main(argv=None) -> int:

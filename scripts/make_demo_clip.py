@@ -12,7 +12,6 @@ command and timing it (BENCHMARKS.md, "Video, end to end"), not for judging qual
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import subprocess
 import sys
@@ -21,6 +20,8 @@ import numpy as np
 from PIL import Image
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from espcn_jax import atomic_io  # noqa: E402  (the one atomic write; the checkout's copy)
 DEFAULT_PICTURE = REPO / "data" / "BSD200" / "100075.jpg"
 
 
@@ -54,24 +55,22 @@ def main(argv=None) -> int:
   if width % 2 or height % 2 or width < 16 or height < 16:
     p.error(f"--size must be even and at least 16x16 (H.264 with yuv420p), got {args.size}")
   n = max(1, round(args.seconds * args.fps))
-  tmp = args.output.with_name(f".{args.output.stem}.tmp{os.getpid()}{args.output.suffix}")
-  cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
-         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(args.fps), "-i", "-"]
-  if not args.no_audio:
-    cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-c:a", "aac", "-shortest"]
-  cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-t", f"{n / args.fps:.6f}", str(tmp)]
-  proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
-  try:
-    for f in frames(args.picture, width, height, n):
-      proc.stdin.write(f.tobytes())
-    proc.stdin.close()
-    if proc.wait() != 0:
-      raise RuntimeError(f"ffmpeg failed with exit code {proc.returncode}")
-    os.replace(tmp, args.output)
-  except BaseException:
-    proc.kill()
-    tmp.unlink(missing_ok=True)
-    raise
+  with atomic_io.replacing(args.output) as tmp:  # (the temp name keeps the suffix: ffmpeg picks the container)
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(args.fps), "-i", "-"]
+    if not args.no_audio:
+      cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100", "-c:a", "aac", "-shortest"]
+    cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-t", f"{n / args.fps:.6f}", str(tmp)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+    try:
+      for f in frames(args.picture, width, height, n):
+        proc.stdin.write(f.tobytes())
+      proc.stdin.close()
+      if proc.wait() != 0:
+        raise RuntimeError(f"ffmpeg failed with exit code {proc.returncode}")
+    except BaseException:
+      proc.kill()
+      raise
   print(f"{args.output}: {n} frames of {width}x{height} at {args.fps} fps"
         f"{'' if args.no_audio else ' with a 440 Hz tone'}")
   return 0

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import sys
-import tempfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from espcn_jax import atomic_io  # noqa: E402  (the one atomic write; the checkout's copy)
 # The paper's Set5 numbers for each run (Table 1 for x3; x2/x4 have no T91 ESPCN entry in the paper); a run named
 # NAME_seed<k> takes NAME's.
 PAPER_SET5 = {"x3_t91_tanh": 32.55, "x3_t91_relu": 32.39, "x3_t91_bsd200": 33.00, "x3_t91_cpu": 32.55,
@@ -52,11 +52,8 @@ def plot(name: str, rows: list[dict], out: pathlib.Path) -> pathlib.Path:
   fig.tight_layout()
   out.mkdir(parents=True, exist_ok=True)
   target = out / f"{name}.png"
-  fd, tmp = tempfile.mkstemp(suffix=".png", dir=out)
-  os.close(fd)
-  fig.savefig(tmp, dpi=80)
-  os.chmod(tmp, 0o644)
-  os.replace(tmp, target)
+  with atomic_io.replacing(target) as tmp:
+    fig.savefig(tmp, dpi=80, format="png")
   plt.close(fig)
   return target
 
