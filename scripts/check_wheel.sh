@@ -56,7 +56,8 @@ run -c 'import numpy as np; from PIL import Image
 Image.fromarray((np.random.default_rng(0).random((40, 60, 3)) * 255).astype(np.uint8)).save("in.png")'
 (umask 022; run -m espcn_jax.upscale in.png -o out.png 2>&1 | tail -1) || fail "upscale"
 run -c 'from PIL import Image; assert Image.open("out.png").size == (180, 120)' || fail "upscale output size"
-echo "check_wheel: upscale ok, out.png mode $(stat -c %a out.png)"
+[ "$(stat -c %a out.png)" = 644 ] || fail "upscale wrote out.png with mode $(stat -c %a out.png), not 644 (umask 022)"
+echo "check_wheel: upscale ok, out.png mode 644"
 
 out=$(run -m espcn_jax.export --format onnx -o espcn_x3.onnx 2>&1) || fail "export: $out"
 echo "$out" | grep -q "^verified" || fail "ONNX export not verified: $out"
