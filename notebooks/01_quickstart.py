@@ -1,17 +1,20 @@
 # ---
 # jupyter:
+#   colab:
+#     provenance: []
+#     toc_visible: true
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: colab
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
 #     name: python3
-#   colab:
-#     provenance: []
-#     toc_visible: true
 # ---
 
 # %% [markdown]
@@ -123,26 +126,18 @@ print("saved", saved)
 if TRAINED:
   assert scores["ESPCN"] > scores["bicubic"], "the trained model should beat bicubic"
 
+# %% [markdown]
+# The comparison view of the HTML report (`python -m espcn_jax.evaluate ... --report DIR`, the same code): the crop
+# where ESPCN and bicubic differ most, zoomed by whole pixels (LR by nearest neighbour), and under each method its
+# error map |Y - Y of HR| on one colour scale. `report.compare(..., box=(top, left, size))` picks another crop.
+
 # %%
-h, w = hr_u8.shape[:2]
-box = (h // 3, w // 3, h // 3, w // 3)  # zoom: the central third (y, x, height, width)
-panels = [("LR (input)", lr, None), ("bicubic", bicubic, scores["bicubic"]),
-          ("ESPCN" + ("" if TRAINED else " [RANDOM INIT]"), espcn, scores["ESPCN"]), ("HR (ground truth)", hr_u8, None)]
-fig, axes = plt.subplots(2, 4, figsize=(16, 8.4))
-for col, (title, img, score) in enumerate(panels):
-  img = np.asarray(img)
-  img = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else np.clip(img, 0, 1)
-  f = 1 if img.shape[0] == h else 1 / r  # the LR picture is drawn at HR size (nearest neighbour)
-  y0, x0, bh, bw = (int(round(v * f)) for v in box)
-  kw = dict(cmap="gray" if img.ndim == 2 else None, interpolation="nearest", extent=(0, w, h, 0))
-  axes[0, col].imshow(img, **kw)
-  axes[0, col].add_patch(plt.Rectangle((box[1], box[0]), box[3], box[2], fill=False, color="yellow"))
-  axes[0, col].set_title(title + (f"\nPSNR (Y) {score:.2f} dB" if score is not None else f"\n{img.shape[1]}x{img.shape[0]}"))
-  axes[1, col].imshow(img[y0:y0 + bh, x0:x0 + bw], cmap=kw["cmap"], interpolation="nearest")
-  for ax in axes[:, col]:
-    ax.axis("off")
-plt.tight_layout()
-plt.show()
+from IPython.display import HTML, display
+
+from espcn_jax import report
+
+comp = report.compare(hr_u8, r, {"ESPCN" + ("" if TRAINED else " [RANDOM INIT]"): (params, spec)})
+display(HTML(report.comparison_html(comp)))
 
 # %% [markdown]
 # The same from the command line (folders, videos, big pictures with tiling):

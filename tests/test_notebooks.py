@@ -170,7 +170,10 @@ def test_01_quickstart_runs(tmp_path):
   assert "PSNR on Y: bicubic" in text
   assert "clip_lr.mp4 -> clip_x3.mp4: 5 frames, 192x144" in text
   assert (tmp_path / "bird_x3.png").is_file() and (tmp_path / "clip_x3.mp4").stat().st_size > 0
-  assert images_of(nb) == 2  # the side-by-side and the video frame
+  assert images_of(nb) == 1  # the video frame
+  html = [o.data["text/html"] for c in nb.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})]
+  assert len(html) == 1 and html[0].count("data:image/png;base64,") >= 5  # the report's crops: LR, bicubic, ESPCN, HR
+  assert "ESPCN" in html[0] and "PSNR" in html[0]
 
 
 def test_02_paper_in_code_runs_live():
