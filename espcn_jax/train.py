@@ -80,10 +80,11 @@ def _split_holdout(d: dict) -> tuple[list | None, list | None]:
   names = [n for n in d["holdout"].split("+") if n]
   if not names:
     raise TrainError("data.val=holdout needs data.holdout: training image file names joined by '+'")
-  if d["train"].startswith("tfds:") or d["train"] == "imagenet_subset" or d["backend"] == "tfdata":
+  if input_pipeline.is_remote(d["train"]) or d["backend"] == "tfdata":
     raise TrainError(f"data.val=holdout takes images out of training folders read by the memory backend, "
                      f"not data.train={d['train']!r} with data.backend={d['backend']!r}")
-  paths = [p for f in d["train"].split("+") for p in images.list_images(input_pipeline.resolve_folder(f))]
+  paths = [p for f in input_pipeline.train_sources(d["train"])
+           for p in images.list_images(input_pipeline.resolve_folder(f))]
   for name in names:
     if (n := sum(p.name == name for p in paths)) != 1:
       raise TrainError(f"data.holdout: {name} {'not found' if not n else f'names {n} images'} in the training "
