@@ -71,9 +71,9 @@ class BuildNative(build_ext):
     self.compiler.set_executable("compiler_so", [cxx, "-fPIC"])
     self.compiler.set_executable("compiler_cxx", [cxx])
     self.compiler.set_executable("linker_so", [cxx, "-shared"])
-    flags = ["-O3", "-std=c++17", "-pthread", *variants()[variant]]
+    flags = ["-O3", "-std=c++17", "-pthread", "-isystem", include, *variants()[variant]]  # (no warnings from jaxlib)
     objects = self.compiler.compile(ext.sources, output_dir=os.path.join(self.build_temp, variant),
-                                    include_dirs=[include, NATIVE], extra_postargs=flags,
+                                    include_dirs=[NATIVE], extra_postargs=flags,
                                     depends=ext.depends)
     out = self.get_ext_fullpath(ext.name)
     os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -39,11 +39,11 @@ out=$(run -m espcn_jax.evaluate --data set5 --scale 3 2>&1) || fail "evaluate: $
 echo "$out" | tail -2
 echo "$out" | grep -Eq "Set5 +x3 +5 +30\.39[0-9] [0-9.]+ +32\.60[0-9]" || fail "evaluate did not print 32.60 for Set5 x3"
 
-out=$(run -m espcn_jax.train --workdir "$WORK/run/train" --config.num_epochs=2 --config.steps_per_epoch=2 2>&1) \
+out=$(run -m espcn_jax.train --workdir "$WORK/run/train" --config.num_epochs=2 --config.steps_per_epoch=8 2>&1) \
   || fail "train: $(echo "$out" | tail -3)"
 [ -f "$WORK/run/train/best.safetensors" ] || fail "train wrote no best.safetensors"
 echo "$out" | grep -E "^(recipe|forward)" || true
-echo "check_wheel: train (default config, 2 epochs of 2 steps) ok"
+echo "check_wheel: train (the default recipe, 2 epochs of 8 steps) ok"
 
 out=$(run -m espcn_jax.benchmark --resolution 720p --iters 3 2>&1) || fail "benchmark: $out"
 echo "$out" | grep -E "native|ms/frame" | head -3
