@@ -1,17 +1,20 @@
 # ---
 # jupyter:
+#   colab:
+#     provenance: []
+#     toc_visible: true
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: colab
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
 #     name: python3
-#   colab:
-#     provenance: []
-#     toc_visible: true
 # ---
 
 # %% [markdown]
@@ -86,19 +89,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from espcn_jax import evaluate, images, model, weights
+from espcn_jax import evaluate, images, model, paper, weights
 
-# Table 1 of Shi et al. 2016: mean PSNR (dB) on Y, upscaling factor 3. Transcribed from the paper.
-PAPER_TABLE1_X3 = {
-    "SRCNN (91)":            {"Set5": 32.39, "Set14": 29.00, "BSD300": 28.21, "BSD500": 28.28},
-    "ESPCN (91 relu)":       {"Set5": 32.39, "Set14": 28.97, "BSD300": 28.20, "BSD500": 28.27},
-    "ESPCN (91)":            {"Set5": 32.55, "Set14": 29.08, "BSD300": 28.26, "BSD500": 28.34},
-    "SRCNN (ImageNet)":      {"Set5": 32.52, "Set14": 29.14, "BSD300": 28.29, "BSD500": 28.37},
-    "ESPCN (ImageNet relu)": {"Set5": 33.00, "Set14": 29.42, "BSD300": 28.52, "BSD500": 28.62},
-    "ESPCN (ImageNet)":      {"Set5": 33.13, "Set14": 29.49, "BSD300": 28.54, "BSD500": 28.64},
-}
-# The bicubic baselines the SR literature publishes for x3 (SRCNN, VDSR, the ESPCN paper's Table 2).
-PUBLISHED_BICUBIC_X3 = {"Set5": 30.39, "Set14": 27.54, "BSD300": 27.21, "BSD500": 27.26}
+# Table 1 of Shi et al. 2016 (mean PSNR in dB on Y, x3) and the bicubic baselines the SR literature publishes,
+# transcribed once in espcn_jax/paper.py (the HTML report uses the same numbers).
+PAPER_TABLE1_X3 = paper.TABLE1_X3
+PUBLISHED_BICUBIC_X3 = paper.PUBLISHED_BICUBIC[3]
 
 head = "| model | " + " | ".join(PAPER_TABLE1_X3["ESPCN (91)"]) + " |"
 rows = [f"| {name} | " + " | ".join(f"{v:.2f}" for v in by.values()) + " |" for name, by in PAPER_TABLE1_X3.items()]
