@@ -8,7 +8,7 @@ shipped weights).
       fn = b.prepare(params, spec, workdir)         # builds, exports into workdir, or compiles, once
       hr_BxrHxrWxC = fn(lr_BxHxWxC)                 # float32 numpy in [0, 1] -> float32 numpy, unclipped
 
-Backends (tolerance: max |backend - model.apply| on [0, 1] images, `atol`):
+Backends (tolerance: max |backend - model.apply| on [0, 1] images, `atol`; on GPU machines see `tolerance()`):
   conv, fma, native          inference.forward's methods in float32 (XLA conv; XLA with the one-channel first layer as
                              fused shifted multiply-adds; the fused C++ kernel with Winograd 3x3 layers): 1e-5
   conv-bfloat16, ...         inference.forward with bfloat16 / float16 operands (float32 sums, bias and tanh): 2e-2 /
@@ -69,6 +69,14 @@ class Backend:
       if importlib.util.find_spec(module) is None:
         return f"{module} is not installed"
     return self.check()
+
+  def tolerance(self) -> float:
+    """`atol`, or on a machine with a GPU the float16 one for float32 backends too: JAX, PyTorch and TensorFlow run
+    float32 convolutions there as TF32 (10-bit mantissa) by default. Not yet checked on a GPU."""
+    import jax  # pylint: disable=import-outside-toplevel
+    if self.dtype == "float32" and jax.default_backend() != "cpu":
+      return max(self.atol, _ATOL["float16"])
+    return self.atol
 
   def prepare(self, params, spec: model.Spec, workdir):
     reason = self.unavailable_reason(spec)

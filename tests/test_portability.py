@@ -41,3 +41,14 @@ def test_kernel_without_winograd_says_so_once(monkeypatch, capsys):
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "built without Winograd" in err[0] and "direct convolutions" in err[0]
   assert capsys.readouterr().err == ""
+
+
+def test_the_winograd_flag_is_read_from_the_library():
+  class Clang:  # pylint: disable=too-few-public-methods
+    espcn_has_winograd = staticmethod(lambda: 0)
+
+  class BeforeTheFlag:  # a library built before espcn_has_winograd existed (setup.py, GCC): it has Winograd
+    pass
+
+  assert native._winograd_compiled(Clang()) is False  # pylint: disable=protected-access
+  assert native._winograd_compiled(BeforeTheFlag()) is True  # pylint: disable=protected-access

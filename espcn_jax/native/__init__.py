@@ -187,8 +187,10 @@ def _load():
 
 
 def _winograd_compiled(lib) -> bool:
-  """Whether the library has the Winograd path (`espcn_has_winograd`: 0 in a clang build, see espcn_cpu_blocks.h)."""
-  return bool(lib.espcn_has_winograd())
+  """Whether the library has the Winograd path (`espcn_has_winograd`: 0 in a clang build, see espcn_cpu_blocks.h).
+  A library from before the flag (no such symbol) was built by setup.py with GCC: it has it."""
+  flag = getattr(lib, "espcn_has_winograd", None)
+  return True if flag is None else bool(flag())
 
 
 def has_winograd() -> bool:
