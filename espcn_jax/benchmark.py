@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import platform
 import statistics
@@ -30,6 +29,7 @@ from espcn_jax import atomic_io
 
 RESOLUTIONS = {"720p": (720, 1280), "1080p": (1080, 1920), "1440p": (1440, 2560), "4k": (2160, 3840)}
 DTYPES = ("float32", "bfloat16", "float16")
+PEERS = ("torch", "torch_compile", "opencv", "onnxruntime")  # each one in espcn_jax.backends (tests/test_backends.py)
 # Dense peak TFLOP/s by (device kind substring, dtype): float32 convs/dots run as TF32 on these GPUs by default.
 _GPU_PEAKS = {("H100", "float32"): 494.7, ("H100", "bfloat16"): 989.4, ("H100", "float16"): 989.4,
               ("H200", "float32"): 494.7, ("H200", "bfloat16"): 989.4, ("H200", "float16"): 989.4,
@@ -43,13 +43,13 @@ def _parse(argv):
   p.add_argument("--batch", type=int, nargs="+", default=[1], help="frames per call (one or more)")
   p.add_argument("--dtype", choices=DTYPES, nargs="+", default=["float32"], help="compute dtype(s) of our net")
   p.add_argument("--method", nargs="+", default=["auto"],
-                 help="our kernels: auto, conv, winograd or native (espcn_jax.inference); the first is the one the "
-                      "peers are compared with, the others get rows of their own (e.g. --method native conv)")
+                 help="our kernels: auto, conv, fma or native (espcn_jax.backends lists them); the first is the one "
+                      "the peers are compared with, the others get rows of their own (e.g. --method native conv)")
   p.add_argument("--iters", type=int, default=10, help="timed calls per measurement")
   p.add_argument("--warmup", type=int, default=2, help="untimed calls after compiling")
   p.add_argument("--checkpoint", default=None, help="weights (default: shipped, else random: fine for speed)")
-  p.add_argument("--peers", default="torch,torch_compile,opencv,onnxruntime",
-                 help="comma list of peers to run (torch, torch_compile, opencv, onnxruntime), or 'none'")
+  p.add_argument("--peers", default=",".join(PEERS),
+                 help=f"comma list of peers to run ({', '.join(PEERS)}), or 'none'")
   p.add_argument("--no-bicubic", action="store_true")
   p.add_argument("--psnr-set", default="set5", help="built-in dataset for the precision drift, or 'none'")
   p.add_argument("--json", default=None, help="write the results here (atomically)")
@@ -100,7 +100,12 @@ def cpu_peak_gflops() -> float | None:
   if not mhz or " fma" not in flags:
     return None
   lanes = 16 if " avx512f" in flags else 8
-  return len(os.sched_getaffinity(0)) * (sum(mhz) / len(mhz)) / 1e3 * lanes * 2 * 2
+  return _cpus() * (sum(mhz) / len(mhz)) / 1e3 * lanes * 2 * 2
+
+
+def _cpus() -> int:
+  from espcn_jax import native  # pylint: disable=import-outside-toplevel
+  return native.usable_cpus()  # os.sched_getaffinity where it exists (not on macOS: os.cpu_count, said once)
 
 
 def native_isa() -> str:
@@ -119,7 +124,7 @@ def device_info():
                  if l.startswith("model name"))
     except (OSError, StopIteration):
       pass
-    return f"cpu: {cpu} x{len(os.sched_getaffinity(0))} threads", "cpu"
+    return f"cpu: {cpu} x{_cpus()} threads", "cpu"
   return f"{d.platform}: {kind}", kind
 
 
@@ -177,25 +182,9 @@ def bicubic(spec, lr_h, lr_w, batch: int, iters: int, warmup: int):
 
 
 def torch_net(params, spec):
-  """The same net in PyTorch (NCHW weights, PixelShuffle channel order), float32, eval mode."""
-  import torch  # pylint: disable=import-outside-toplevel
-  from espcn_jax import ps  # pylint: disable=import-outside-toplevel
-  widths = (spec.channels,) + spec.features + (spec.channels * spec.scale ** 2,)
-  layers = []
-  for i, k in enumerate(spec.kernel_sizes):
-    conv = torch.nn.Conv2d(widths[i], widths[i + 1], k, padding=k // 2)
-    kern = np.asarray(params[f"conv{i + 1}"]["kernel"], np.float32).transpose(3, 2, 0, 1)  # HWIO -> OIHW
-    bias = np.asarray(params[f"conv{i + 1}"]["bias"], np.float32)
-    if i == spec.num_layers - 1:
-      perm = ps.ours_to_torch_perm(spec.channels, spec.scale)
-      kern, bias = kern[perm], bias[perm]
-    conv.weight.data = torch.tensor(np.array(kern))
-    conv.bias.data = torch.tensor(np.array(bias))
-    layers.append(conv)
-    if i < spec.num_layers - 1:
-      layers.append(torch.nn.Tanh() if spec.activation == "tanh" else torch.nn.ReLU())
-  layers.append(torch.nn.PixelShuffle(spec.scale))
-  return torch.nn.Sequential(*layers).eval()
+  """The same net in PyTorch: the one in espcn_jax.backends (the list of every forward pass of the net)."""
+  from espcn_jax import backends  # pylint: disable=import-outside-toplevel
+  return backends.torch_net(params, spec)
 
 
 def torch_peer(net, x_nhwc, dtype: str, compiled: bool, iters: int, warmup: int):
@@ -204,7 +193,7 @@ def torch_peer(net, x_nhwc, dtype: str, compiled: bool, iters: int, warmup: int)
   dev = "cuda" if torch.cuda.is_available() else "cpu"
   tdt = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
   torch.backends.cudnn.benchmark = True
-  torch.set_num_threads(len(os.sched_getaffinity(0)))
+  torch.set_num_threads(_cpus())
   m = net.to(dev).to(tdt).to(memory_format=torch.channels_last)
   x = torch.from_numpy(np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))).to(dev).to(tdt)
   x = x.contiguous(memory_format=torch.channels_last)
@@ -238,7 +227,7 @@ def export_onnx(params, spec, path):
 def onnxruntime_peer(path, x_nhwc, iters: int, warmup: int):
   import onnxruntime as ort  # pylint: disable=import-outside-toplevel
   opts = ort.SessionOptions()
-  opts.intra_op_num_threads = len(os.sched_getaffinity(0))
+  opts.intra_op_num_threads = _cpus()
   providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
   t = time.perf_counter()
   sess = ort.InferenceSession(str(path), opts, providers=providers)
@@ -251,7 +240,7 @@ def onnxruntime_peer(path, x_nhwc, iters: int, warmup: int):
 
 def opencv_peer(path, x_nhwc, iters: int, warmup: int):
   import cv2  # pylint: disable=import-outside-toplevel
-  cv2.setNumThreads(len(os.sched_getaffinity(0)))
+  cv2.setNumThreads(_cpus())
   t = time.perf_counter()
   net = cv2.dnn.readNetFromONNX(str(path))
   x = np.ascontiguousarray(x_nhwc.transpose(0, 3, 1, 2))
@@ -269,14 +258,14 @@ def opencv_peer(path, x_nhwc, iters: int, warmup: int):
 def psnr_drift(params, spec, dtypes, dataset: str, method: str):
   """Mean Y PSNR (dB) on a built-in set for each dtype, x scale, crop_border = scale: {dtype: psnr}."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from espcn_jax import image_ops, images, inference, metrics  # pylint: disable=import-outside-toplevel
+  from espcn_jax import backends, image_ops, images, inference, metrics  # pylint: disable=import-outside-toplevel
   r = spec.scale
   def upscaler(d):
     dt = None if d == "float32" else getattr(jnp, d)
     try:
-      m = inference.resolve_method(method, dt)
+      m = backends.choose(method, dt).method
     except ValueError:  # e.g. native (float32 only) for bfloat16: what "auto" gives that dtype
-      m = inference.resolve_method("auto", dt)
+      m = backends.choose("auto", dt).method
     return inference.Upscaler(params, spec, dtype=dt, method=m)
 
   ups = {d: upscaler(d) for d in dtypes}
@@ -300,7 +289,7 @@ def _write_json(path, obj):
 def main(argv) -> int:
   args = _parse(argv)
   import jax  # pylint: disable=import-outside-toplevel
-  from espcn_jax import inference  # pylint: disable=import-outside-toplevel
+  from espcn_jax import backends, inference, native  # pylint: disable=import-outside-toplevel
   from espcn_jax import weights  # pylint: disable=import-outside-toplevel
   try:
     params, spec, wnote = load_params(args.checkpoint, args.scale)
@@ -311,13 +300,13 @@ def main(argv) -> int:
   lr_h, lr_w = inference.lr_size(out_h, out_w, spec.scale)
   flops = inference.network_flops(spec, lr_h, lr_w)
   dev, kind = device_info()
-  method = inference.resolve_method(args.method[0])
+  method = backends.choose(args.method[0]).method
   if method == "native":
     method = f"native-{native_isa()}"
   print(f"{dev} | jax {jax.__version__} | {args.resolution} x{spec.scale}: LR {lr_w}x{lr_h} -> {out_w}x{out_h} | "
         f"{flops / 1e9:.2f} GFLOP/frame | ours: {method} | {wnote}", flush=True)
   results, notes = [], [wnote]
-  if method.startswith("native"):
+  if method.startswith("native") and native.has_winograd():
     notes.append("GFLOP/s and % of peak count direct-convolution FLOPs; the native kernel's Winograd F(4x4, 3x3) "
                  "does 1/4 of the 3x3 layers' multiplies, so its effective rate can exceed the hardware's")
     print("  note: " + notes[-1], flush=True)
@@ -345,7 +334,7 @@ def main(argv) -> int:
       done = set()
       for i, name in enumerate(args.method):
         try:
-          m = inference.resolve_method(name, None if dtype == "float32" else dtype)
+          m = backends.choose(name, None if dtype == "float32" else dtype).method
         except ValueError as e:  # e.g. native in bfloat16: the first method's row falls back to XLA ("conv")
           print(f"  ({'conv instead' if i == 0 else 'skipped'}) {e}", flush=True)
           if i > 0:

@@ -3,7 +3,7 @@
     up = Upscaler(params, spec)                 # jitted once per canvas shape, not per image
     hr_HxWxC = up.network(lr_HxWxC)             # float in [0, 1] -> float32, the net only (Y or RGB)
     hr = up.image(img_uint8)                    # a whole picture: Y by the net, CbCr / alpha by bicubic
-    hr_BxHxWxC = forward(params, lr_BxHxWxC, spec, method="winograd")   # pure, jit it
+    hr_BxHxWxC = forward(params, lr_BxHxWxC, spec, method="conv")       # pure, jit it
 
 Exact padding. With SAME zero padding every layer sees zeros outside the picture. Padding the picture to a bucket
 and cropping is not enough: the padded pixels become tanh(bias) != 0 after the first layer, which leaks into the
@@ -13,21 +13,18 @@ region is identical (bit for bit with the same kernels) whatever the canvas. Til
 picture's borders and a halo of `receptive_radius(spec)` LR pixels (2+1+1 = 4 for 5-3-3) on the inner sides, so
 tiled output equals untiled output.
 
-Methods of the 3x3 layers (the 5x5 first layer, 7% of the work, is a plain convolution except as said under "auto"):
+Methods (every forward pass of the net, and how each agrees with `model.apply`, is listed in espcn_jax/backends.py):
   "conv":      lax.conv_general_dilated, as `model.apply` (XLA:CPU runs it with Eigen; GPUs with cuDNN).
-  "winograd":  Winograd F(4x4, 3x3) (Lavin & Gray 2016) written in jnp: 36 batched (P x I) @ (I x O) products per
-               4x4 output tile, 4x fewer multiplies than direct; float32 error ~1e-6. Correct, but on XLA:CPU
-               (jax 0.10) ~2.5x SLOWER than "conv" for 1080p x3: the input transform (36 strided slices combined)
-               is emitted as fusions that recompute shared terms and are memory bound (665 ms of 1578 ms for the
-               64->32 layer), and the batched dot runs at ~1/2 the rate of one large dot. Kept for measurement.
+  "fma":       "conv", but a layer with ONE input channel (the luma net's 5x5 first layer) is computed as k*k shifted
+               multiply-adds that XLA fuses into one loop (XLA:CPU's convolution with one input channel runs at
+               ~11 GFLOP/s; the fused form made a 1080p x3 frame 7-17% faster on an AVX2 CPU).
   "native":    the whole net as one fused C++ kernel called through the XLA FFI (`espcn_jax.native`): CPU and
-               float32 only, built at first use with the system's C++ compiler. All layers run row by row in
-               cache, vectorised for the CPU (AVX-512 / AVX2) on all cores: 2.3-3.7x faster than "conv" for
-               1080p x3 on a 2-core AMD EPYC (BENCHMARKS.md).
-  "auto":      "native" on the CPU in float32 when it builds; otherwise "conv", where on the CPU a layer with ONE
-               input channel (the luma net's 5x5 first layer) is computed as k*k shifted multiply-adds that XLA
-               fuses into one loop (XLA:CPU's convolution with one input channel runs at ~11 GFLOP/s; the fused
-               form made a 1080p x3 frame 7-17% faster on an AVX2 CPU).
+               float32 only. All layers run row by row in cache, vectorised for the CPU (AVX-512 / AVX2) on all
+               cores, the 3x3 layers by Winograd F(4x4, 3x3): 2.3-3.7x faster than "conv" for 1080p x3 on a 2-core
+               AMD EPYC (BENCHMARKS.md).
+  "auto":      "native" on the CPU in float32 when the kernel loads; else "fma" on the CPU, "conv" elsewhere.
+A Winograd F(4x4, 3x3) written in jnp was removed: XLA:CPU ran it 2.1-2.8x slower than "conv" at every size measured
+(LR 32x32, 96x128 and 360x640 at batch 1, 96x128 at batch 8; shipped x3 weights); the native kernel has the fast one.
 """
 
 from __future__ import annotations
@@ -41,7 +38,7 @@ import numpy as np
 
 from espcn_jax import image_ops, model, native, ps
 
-METHODS = ("auto", "conv", "winograd", "native")
+METHODS = ("auto", "conv", "fma", "native")
 
 
 def receptive_radius(spec: model.Spec) -> int:
@@ -59,57 +56,10 @@ def resolve_method(method: str, dtype=None) -> str:
   if method == "native" and not native.available():
     raise ValueError(f"method 'native' is unavailable here: {native.unavailable_reason()}")
   if method == "auto":
-    return "native" if float32 and jax.default_backend() == "cpu" and native.available() else "conv"
+    if jax.default_backend() != "cpu":
+      return "conv"
+    return "native" if float32 and native.available() else "fma"
   return method
-
-
-# Winograd F(4x4, 3x3) matrices (Lavin & Gray 2016, points 0, +-1, +-2, inf): Y = A^T [(G g G^T) * (B^T d B)] A.
-_BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
-                [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]], np.float64)
-_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64)
-_AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]], np.float64)
-_M = 4  # output tile
-_N = 6  # input tile
-
-
-def _combine(coefs, xs):
-  """sum_i coefs[i] * xs[i], skipping zeros and multiplying by +-1 for free (XLA fuses it into one loop)."""
-  out = None
-  for c, v in zip(coefs, xs):
-    if c == 0:
-      continue
-    t = v if c == 1 else (-v if c == -1 else v * jnp.asarray(c, v.dtype))
-    out = t if out is None else out + t
-  return out
-
-
-def winograd_kernel(kernel_3x3xIxO):
-  """G g G^T for every (I, O): (3, 3, I, O) -> (36, I, O), computed in float64 numpy when concrete."""
-  g = jnp.asarray(_G, jnp.float32)
-  u = jnp.einsum("ai,ijco,bj->abco", g, jnp.asarray(kernel_3x3xIxO, jnp.float32), g,
-                 precision=jax.lax.Precision.HIGHEST)
-  return u.reshape(_N * _N, *u.shape[2:])
-
-
-def winograd_conv3x3(x_BxHxWxI, u_36xIxO, dtype=None):
-  """SAME 3x3 correlation (no bias) by Winograd F(4x4, 3x3); `u_36xIxO` from `winograd_kernel`."""
-  b, h, w, cin = x_BxHxWxI.shape
-  cout = u_36xIxO.shape[-1]
-  th, tw = -(-h // _M), -(-w // _M)
-  xp = jnp.pad(x_BxHxWxI, ((0, 0), (1, th * _M - h + 1), (1, tw * _M - w + 1), (0, 0)))
-  d = [[xp[:, i:i + th * _M:_M, j:j + tw * _M:_M] for j in range(_N)] for i in range(_N)]
-  t = [[_combine(_BT[a], [d[i][j] for i in range(_N)]) for j in range(_N)] for a in range(_N)]
-  v = jnp.stack([_combine(_BT[c], t[a]) for a in range(_N) for c in range(_N)]).reshape(_N * _N, -1, cin)
-  u = u_36xIxO
-  if dtype is not None:
-    v, u = v.astype(dtype), u.astype(dtype)
-  m = jax.lax.dot_general(v, u, (((2,), (1,)), ((0,), (0,))), preferred_element_type=jnp.float32)
-  m = m.reshape(_N, _N, b, th, tw, cout)
-  s = [[_combine(_AT[p], [m[a, c] for a in range(_N)]) for c in range(_N)] for p in range(_M)]
-  y = jnp.stack([jnp.stack([_combine(_AT[q], s[p]) for q in range(_M)]) for p in range(_M)])  # (4, 4, B, th, tw, O)
-  y = y.transpose(2, 3, 0, 4, 1, 5).reshape(b, th * _M, tw * _M, cout)
-  return y[:, :h, :w]
 
 
 def _conv(x, kernel, bias, dtype):
@@ -152,10 +102,10 @@ def valid_mask(valid_Bx4, h: int, w: int):
 def forward(params, lr_BxHxWxC, spec: model.Spec, *, valid_Bx4=None, dtype=None, method: str = "auto"):
   """LR canvases (B, H, W, C) -> HR (B, rH, rW, C) float32. Pure; jit it (spec, dtype, method static).
 
-  Without `valid_Bx4` this is `model.apply` (to float tolerance for "winograd"). With it, each canvas computes, on
-  its valid rectangle, exactly what the net gives the rectangle's pixels alone (SAME zero padding at its edges).
+  Without `valid_Bx4` this is `model.apply` (to float32 rounding; tests/test_backends.py). With it, each canvas
+  computes, on its valid rectangle, exactly what the net gives the rectangle's pixels alone (SAME zero padding at its
+  edges).
   """
-  fma_one_channel = method == "auto" and jax.default_backend() == "cpu"
   method = resolve_method(method, dtype)
   if method == "native":
     return native.forward(params, lr_BxHxWxC, spec, valid_Bx4=valid_Bx4)
@@ -168,10 +118,7 @@ def forward(params, lr_BxHxWxC, spec: model.Spec, *, valid_Bx4=None, dtype=None,
   n = spec.num_layers
   for i, k in enumerate(spec.kernel_sizes):
     p = params[f"conv{i + 1}"]
-    if method == "winograd" and k == 3:
-      u = winograd_kernel(p["kernel"])
-      x = winograd_conv3x3(x, u, dtype) + p["bias"].astype(jnp.float32)
-    elif fma_one_channel and p["kernel"].shape[2] == 1:
+    if method == "fma" and p["kernel"].shape[2] == 1:
       x = shifted_fma_conv(x, p["kernel"], p["bias"], dtype)
     else:
       x = _conv(x, p["kernel"], p["bias"], dtype)

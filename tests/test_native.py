@@ -73,11 +73,14 @@ def test_upscaler_native_tiles_equal_untiled_and_threads_agree():
   np.testing.assert_allclose(one, three, atol=1e-5, rtol=0)
 
 
+XLA_AUTO = "fma" if jax.default_backend() == "cpu" else "conv"  # what "auto" is without the native kernel
+
+
 def test_auto_picks_native_on_cpu_float32_only():
-  want = "native" if native.available() and jax.default_backend() == "cpu" else "conv"
+  want = "native" if native.available() and jax.default_backend() == "cpu" else XLA_AUTO
   assert inference.resolve_method("auto") == want
   assert inference.resolve_method("auto", np.float32) == want
-  assert inference.resolve_method("auto", "bfloat16") == "conv"
+  assert inference.resolve_method("auto", "bfloat16") == XLA_AUTO
   with pytest.raises(ValueError, match="float32 only"):
     inference.resolve_method("native", "bfloat16")
 
@@ -87,7 +90,7 @@ def test_unavailable_falls_back(monkeypatch):
   monkeypatch.setenv("ESPCN_JAX_NATIVE", "0")
   assert not native.available()
   assert "ESPCN_JAX_NATIVE=0" in native.unavailable_reason()
-  assert inference.resolve_method("auto") == "conv"
+  assert inference.resolve_method("auto") == XLA_AUTO
   with pytest.raises(ValueError, match="unavailable here: turned off"):
     inference.resolve_method("native")
   with pytest.raises(RuntimeError, match="unavailable"):
@@ -205,7 +208,7 @@ def test_missing_prebuilt_library_says_so_once(monkeypatch, tmp_path, capsys):
   assert "no compiled CPU kernels" in native.unavailable_reason()
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "using the XLA path" in err[0]
-  assert inference.resolve_method("auto") == "conv"
+  assert inference.resolve_method("auto") == XLA_AUTO
 
 
 def test_unwritable_cache_falls_back_to_temp(monkeypatch, tmp_path):

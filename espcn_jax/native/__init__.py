@@ -19,7 +19,9 @@ build. When the package loads the kernels, the portable build asks the CPU which
 ESPCN_JAX_NATIVE_VARIANT=avx2 (say) picks a variant by hand (it must be one this CPU runs; the tests use it to check
 every variant). No prebuilt library (a wheel built with ESPCN_JAX_SKIP_NATIVE_BUILD=1, a source tree that was never
 built): `available()` is False, the reason is in `unavailable_reason()`, it is printed once, and callers use the XLA
-path. ESPCN_JAX_NATIVE=0 turns the kernels off.
+path. ESPCN_JAX_NATIVE=0 turns the kernels off. A library compiled by clang has no Winograd path (it needs GCC's
+vector shuffles): `has_winograd()` is False, a one-line note says so when it loads, and the 3x3 layers run as direct
+convolutions (same result, slower).
 
 For developers: ESPCN_JAX_NATIVE_BUILD=1 compiles the sources at first use instead, with the system's C++ compiler
 (`$CXX`, else g++, else c++) and `-march=$ESPCN_JAX_NATIVE_MARCH` (default `native`), against the XLA FFI headers that
@@ -172,12 +174,29 @@ def _load():
     _state["path"] = path
     _state["isa"] = lib.espcn_isa().decode()
     _state["train_bf16"] = bool(lib.espcn_train_has_bf16())
+    _state["winograd"] = _winograd_compiled(lib)
+    if not _state["winograd"]:
+      print(f"espcn_jax: the native CPU kernel {path.name} was built without Winograd F(4x4, 3x3) (a clang build); "
+            "its 3x3 layers run as direct convolutions (same result, ~2x slower)", file=sys.stderr, flush=True)
   except (RuntimeError, OSError, AttributeError) as e:
     _state["error"] = str(e)
     if os.environ.get("ESPCN_JAX_NATIVE", "1") != "0":  # said once per process; an explicit off needs no note
       print(f"espcn_jax: the native CPU kernels are unavailable ({e}); using the XLA path (slower)",
             file=sys.stderr, flush=True)
   return _state.get("lib")
+
+
+def _winograd_compiled(lib) -> bool:
+  """Whether the library has the Winograd path (`espcn_has_winograd`: 0 in a clang build, see espcn_cpu_blocks.h).
+  A library from before the flag (no such symbol) was built by setup.py with GCC: it has it."""
+  flag = getattr(lib, "espcn_has_winograd", None)
+  return True if flag is None else bool(flag())
+
+
+def has_winograd() -> bool:
+  """True when the loaded kernel computes 3x3 layers by Winograd (`forward(winograd=True)`); False: direct only."""
+  _load()
+  return bool(_state.get("winograd"))
 
 
 def library_path() -> pathlib.Path | None:
@@ -208,14 +227,22 @@ def train_has_bf16() -> bool:
   return bool(_state.get("train_bf16"))
 
 
+def usable_cpus() -> int:
+  """The CPUs this process may run on: os.sched_getaffinity (Linux), else os.cpu_count() (macOS, Windows: said once)."""
+  if hasattr(os, "sched_getaffinity"):
+    return max(1, len(os.sched_getaffinity(0)))
+  if not _state.get("said_affinity"):
+    _state["said_affinity"] = True
+    print(f"espcn_jax: os.sched_getaffinity is not available on {platform.system() or 'this system'}; "
+          f"counting all {os.cpu_count() or 1} CPUs (os.cpu_count)", file=sys.stderr, flush=True)
+  return max(1, os.cpu_count() or 1)
+
+
 def num_threads() -> int:
   env = os.environ.get("ESPCN_JAX_THREADS")
   if env:
     return max(1, int(env))
-  try:
-    return max(1, len(os.sched_getaffinity(0)))
-  except AttributeError:
-    return max(1, os.cpu_count() or 1)
+  return usable_cpus()
 
 
 def pack_params(params, spec):
@@ -232,7 +259,7 @@ def forward(params, lr_BxHxWxC, spec, *, valid_Bx4=None, threads: int | None = N
 
   `valid_Bx4` (y0, y1, x0, x1) per canvas: the input and hidden activations are zero outside it (exact padding);
   None = the whole canvas. `winograd`: 3x3 layers with >= 8 inputs by Winograd F(4x4, 3x3) (4x fewer multiplies; float32
-  error ~1e-6); False: direct convolution.
+  error ~1e-6) where the library has it (`has_winograd()`: not in a clang build); False: direct convolution.
   """
   if not available():
     raise RuntimeError(f"the native CPU kernel is unavailable: {unavailable_reason()}")

@@ -125,6 +125,8 @@ BlockFn block_fn(int no) {
 // 144. Tiles are vectorised VL at a time; a tile's input columns 4t..4t+5 come from 4-way deinterleaved loads.
 constexpr int kWinoNP = 2;                 // tile vectors per block
 constexpr int kWinoTB = kWinoNP * VL;      // tiles per block
+// The deinterleaving uses GCC's __builtin_shuffle; without it (clang) the Winograd path is left out, the 3x3 layers
+// run as direct convolutions, and espcn_has_winograd() returns 0 (Python prints a one-line note when it loads).
 #if defined(__GNUC__) && !defined(__clang__)
 #define ESPCN_HAVE_SHUFFLE 1
 typedef int32_t vi __attribute__((vector_size(VL * sizeof(int32_t))));

@@ -329,6 +329,10 @@ class Band {
 
 extern "C" const char* espcn_isa() { return ESPCN_ISA; }
 
+// 1 when the Winograd F(4x4, 3x3) path is compiled in (it needs GCC's vector shuffles: a clang build has 0 and runs
+// every 3x3 layer as a direct convolution; Python says so once when it loads the library).
+extern "C" int espcn_has_winograd() { return ESPCN_HAVE_SHUFFLE; }
+
 extern "C" int espcn_forward(const NetDesc* net, const float* packed, const float* x,
                                                    const int32_t* valid, float* out) {
   std::vector<Layer> layers;

@@ -22,3 +22,4 @@ struct NetDesc {
 extern "C" int espcn_forward(const NetDesc* net, const float* packed, const float* x, const int32_t* valid,
                              float* out);
 extern "C" const char* espcn_isa();  // "avx512", "avx2" or "generic": the vector width it was built for
+extern "C" int espcn_has_winograd();  // 1: Winograd compiled in (GCC); 0: direct convolution only (clang)
