@@ -231,8 +231,8 @@ def torch_peer(net, x_nhwc, dtype: str, compiled: bool, iters: int, warmup: int)
 def export_onnx(params, spec, path):
   """The project's own ONNX export (`python -m espcn_jax.export`: DepthToSpace DCR, dynamic sizes), as deployed."""
   import onnx  # pylint: disable=import-outside-toplevel
-  from espcn_jax import exporters  # pylint: disable=import-outside-toplevel  (imports no TensorFlow)
-  onnx.save(exporters.onnx_model(params, spec), str(path))
+  from espcn_jax import export_formats  # pylint: disable=import-outside-toplevel  (imports no TensorFlow)
+  onnx.save(export_formats.onnx_model(params, spec), str(path))
 
 
 def onnxruntime_peer(path, x_nhwc, iters: int, warmup: int):
@@ -269,7 +269,7 @@ def opencv_peer(path, x_nhwc, iters: int, warmup: int):
 def psnr_drift(params, spec, dtypes, dataset: str, method: str):
   """Mean Y PSNR (dB) on a built-in set for each dtype, x scale, crop_border = scale: {dtype: psnr}."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from espcn_jax import image_ops, images, inference, metrics  # pylint: disable=import-outside-toplevel
+  from espcn_jax import image_files, image_ops, inference, metrics  # pylint: disable=import-outside-toplevel
   r = spec.scale
   def upscaler(d):
     dt = None if d == "float32" else getattr(jnp, d)
@@ -281,8 +281,8 @@ def psnr_drift(params, spec, dtypes, dataset: str, method: str):
 
   ups = {d: upscaler(d) for d in dtypes}
   scores = {d: [] for d in dtypes}
-  for path in images.list_images(images.builtin_dataset_dir(dataset)):
-    hr = images.load_image(path).astype(np.float32) / 255.0
+  for path in image_files.list_images(image_files.builtin_dataset_dir(dataset)):
+    hr = image_files.load_image(path).astype(np.float32) / 255.0
     hr = np.asarray(image_ops.modcrop(hr, r))
     y_hr = np.asarray(image_ops.luma(hr))
     y_hr = y_hr[..., 0] if y_hr.ndim == 3 else y_hr

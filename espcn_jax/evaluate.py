@@ -26,7 +26,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from espcn_jax import atomic_io, image_ops, images, metrics, model, validation, weights
+from espcn_jax import atomic_io, image_files, image_ops, metrics, model, validation, weights
 
 
 def evaluate_image(hr_u8, scale: int, *, params=None, spec: model.Spec | None = None, degradation: str = "bicubic",
@@ -62,19 +62,19 @@ def evaluate_folder(folder, scale: int, *, params=None, spec: model.Spec | None 
     raise ValueError(f"evaluate_folder: the model is x{spec.scale}, asked to evaluate x{scale}")
   folder = pathlib.Path(folder)
   dataset = dataset or folder.name
-  paths = images.list_images(folder)
+  paths = image_files.list_images(folder)
   scores: dict[str, list[tuple[float, float]]] = {}
   bar = tqdm(paths, desc=f"{dataset} x{scale}", unit="img", disable=None if progress else True, leave=False,
              file=sys.stderr)  # None: shown on a terminal only
   for path in bar:
     try:
-      hr = images.load_image(path)
+      hr = image_files.load_image(path)
       res = evaluate_image(hr, scale, params=params, spec=spec, degradation=degradation, sigma=sigma,
                            kernel_size=kernel_size)
-    except (images.ImageError, ValueError) as e:
-      msg = str(e) if isinstance(e, images.ImageError) else f"{path}: {e}"
+    except (image_files.ImageError, ValueError) as e:
+      msg = str(e) if isinstance(e, image_files.ImageError) else f"{path}: {e}"
       if errors is None:
-        raise images.ImageError(msg) from None
+        raise image_files.ImageError(msg) from None
       errors.append(msg)
       continue
     for method, s in res.items():
@@ -90,11 +90,12 @@ def resolve_data(name: str) -> tuple[str, pathlib.Path]:
   p = pathlib.Path(name)
   if p.exists():
     if not p.is_dir():
-      raise images.ImageError(f"{p}: not a folder")
+      raise image_files.ImageError(f"{p}: not a folder")
     return p.resolve().name, p
-  if name.lower() in images.BUILTIN_DATASETS:
-    return images.BUILTIN_DATASETS[name.lower()], images.builtin_dataset_dir(name)
-  raise images.ImageError(f"{name}: no such folder or built-in dataset ({', '.join(images.BUILTIN_DATASETS)})")
+  if name.lower() in image_files.BUILTIN_DATASETS:
+    return image_files.BUILTIN_DATASETS[name.lower()], image_files.builtin_dataset_dir(name)
+  known = ", ".join(image_files.BUILTIN_DATASETS)
+  raise image_files.ImageError(f"{name}: no such folder or built-in dataset ({known})")
 
 
 def format_table(results: list[dict]) -> str:
@@ -182,7 +183,7 @@ def make_report(args, scale: int, params, spec, weight_file, compare=()) -> list
   for name in args.data:
     try:
       ds, folder = resolve_data(name)
-    except images.ImageError as e:
+    except image_files.ImageError as e:
       page_errors.append(str(e))
       continue
     datasets.append(report.evaluate_dataset(folder, scale, models, args.report, dataset=ds, model_meta=meta,
@@ -254,7 +255,7 @@ def main(argv) -> int:
                                  progress=True, per_image=per_image)
       for msg in errors[n_err:]:
         print(f"error: {msg}", file=sys.stderr)
-    except images.ImageError as e:
+    except image_files.ImageError as e:
       errors.append(str(e))
       print(f"error: {e}", file=sys.stderr)
   if per_image:

@@ -1,4 +1,4 @@
-"""Deployment export on the command line: ONNX, TF SavedModel, TFLite, OpenCV dnn_superres .pb (espcn_jax.exporters).
+"""Deployment export on the command line: ONNX, TF SavedModel, TFLite, OpenCV dnn_superres .pb.
 
     python -m espcn_jax.export --scale 3 --format onnx -o espcn_x3.onnx
     python -m espcn_jax.export --checkpoint my.safetensors --format tflite -o espcn_x3.tflite
@@ -6,7 +6,7 @@
     python -m espcn_jax.export --format pb -o ESPCN_x3.pb     # OpenCV contrib dnn_superres.DnnSuperResImpl
 
 Every export is run once against `model.apply` after it is written (--no-verify skips it). The formats, layouts and
-pre/post-processing: espcn_jax/exporters.py and docs/DEPLOY.md.
+pre/post-processing: espcn_jax/export_formats.py and docs/DEPLOY.md.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
-from espcn_jax import atomic_io, exporters, inference, model, weights
-from espcn_jax.exporters import DEFAULT_OPSET, FORMATS, PIXEL_SHUFFLES, TF_BUILDERS, ExportError
+from espcn_jax import atomic_io, export_formats, inference, model, weights
+from espcn_jax.export_formats import DEFAULT_OPSET, FORMATS, PIXEL_SHUFFLES, TF_BUILDERS, ExportError
 
 # ------------------------------------------------------------------------------------------------------ benchmark
 
@@ -37,20 +37,21 @@ def benchmark(params, spec: model.Spec, onnx_path, lr_h: int, lr_w: int, *, reps
   try:
     import onnxruntime as ort
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    runners[f"onnxruntime {ort.__version__}"] = lambda: exporters.run_onnxruntime(None, lr_nchw, sess)
+    runners[f"onnxruntime {ort.__version__}"] = lambda: export_formats.run_onnxruntime(None, lr_nchw, sess)
   except ImportError:
     pass
   try:
     import cv2
     net = cv2.dnn.readNet(str(onnx_path))
-    runners[f"OpenCV dnn {cv2.__version__}"] = lambda: exporters.run_opencv(None, lr_nchw, net)
+    runners[f"OpenCV dnn {cv2.__version__}"] = lambda: export_formats.run_opencv(None, lr_nchw, net)
   except ImportError:
     pass
   except cv2.error as e:  # e.g. OpenCV <= 4.10 with DepthToSpace: export with pixel_shuffle="conv_transpose"
     print(f"OpenCV dnn {cv2.__version__} cannot read {onnx_path}: {str(e).strip().splitlines()[-1]}", file=sys.stderr)
   try:
-    interpreter = exporters.tflite_interpreter(content=exporters.tflite_bytes(params, spec, tf_builder="tfnn"))
-    runners["TFLite (tfnn graph)"] = lambda: exporters.run_tflite(None, lr, interpreter)
+    content = export_formats.tflite_bytes(params, spec, tf_builder="tfnn")
+    interpreter = export_formats.tflite_interpreter(content=content)
+    runners["TFLite (tfnn graph)"] = lambda: export_formats.run_tflite(None, lr, interpreter)
   except ImportError:
     pass
   times = {k: [] for k in runners}
@@ -117,22 +118,22 @@ def main(argv) -> int:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   out = pathlib.Path(args.output)
   try:
-    fmt = args.format or exporters.SUFFIXES.get(out.suffix.lower(), "savedmodel")
+    fmt = args.format or export_formats.SUFFIXES.get(out.suffix.lower(), "savedmodel")
     if fmt not in FORMATS:
       raise ExportError(f"{out}: unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     bench = _parse_size(args.benchmark) if args.benchmark else None
     if bench and fmt != "onnx":
       raise ExportError(f"{out}: --benchmark times ONNX runtimes; use it with --format onnx")
     _refuse_own_input(out, args.checkpoint)
-    exporters.check_output(out, fmt)
+    export_formats.check_output(out, fmt)
     params, spec, meta = _load(args)
-    exporters.export(params, spec, fmt, out, opset=args.opset, pixel_shuffle=args.pixel_shuffle, tf_builder=args.tf_builder,
-           meta=meta)
+    export_formats.export(params, spec, fmt, out, opset=args.opset, pixel_shuffle=args.pixel_shuffle,
+                          tf_builder=args.tf_builder, meta=meta)
     print(f"wrote {out} ({fmt}, x{spec.scale}, {spec.channels} channel(s), from {meta['source']})")
     if args.verify:
       lr = np.random.default_rng(0).random((2, 23, 31, spec.channels), dtype=np.float32)
       try:
-        err = exporters.max_error(params, spec, fmt, out, lr)
+        err = export_formats.max_error(params, spec, fmt, out, lr)
       except ImportError as e:
         print(f"not verified: {e.name} is not installed")
       else:

@@ -74,7 +74,7 @@ def _check_config(cfg: dict, num_devices: int) -> None:
 def _split_holdout(d: dict) -> tuple[list | None, list | None]:
   """With data.val="holdout": (training image paths without the held-out ones, the held-out paths); else (None,
   None). Each name in data.holdout must be the file name of exactly one image of the training folders."""
-  from espcn_jax import input_pipeline, images
+  from espcn_jax import input_pipeline, image_files
   if d["val"] != "holdout":
     return None, None
   names = [n for n in d["holdout"].split("+") if n]
@@ -83,7 +83,7 @@ def _split_holdout(d: dict) -> tuple[list | None, list | None]:
   if d["train"].startswith("tfds:") or d["train"] == "imagenet_subset" or d["backend"] == "tfdata":
     raise TrainError(f"data.val=holdout takes images out of training folders read by the memory backend, "
                      f"not data.train={d['train']!r} with data.backend={d['backend']!r}")
-  paths = [p for f in d["train"].split("+") for p in images.list_images(input_pipeline.resolve_folder(f))]
+  paths = [p for f in d["train"].split("+") for p in image_files.list_images(input_pipeline.resolve_folder(f))]
   for name in names:
     if (n := sum(p.name == name for p in paths)) != 1:
       raise TrainError(f"data.holdout: {name} {'not found' if not n else f'names {n} images'} in the training "
@@ -137,7 +137,7 @@ def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int, paths=None
   """("memory", PatchSampler) or ("tfdata", TfPatchStream). Folders are checked before anything compiles. `paths`:
   the training images (else every image of the data.train folders)."""
   import jax
-  from espcn_jax import input_pipeline, images
+  from espcn_jax import input_pipeline, image_files
   d, p = cfg["data"], cfg["data"]["lr_patch"] * spec.scale
   remote = input_pipeline.is_remote(d["train"])
   backend = d["backend"] if d["backend"] != "auto" else ("tfdata" if remote else "memory")
@@ -154,7 +154,7 @@ def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int, paths=None
                                                 augment=d["augment"])
   if not remote:
     for name in input_pipeline.train_sources(d["train"]):
-      images.list_images(input_pipeline.resolve_folder(name))
+      image_files.list_images(input_pipeline.resolve_folder(name))
     if len(input_pipeline.train_sources(d["train"])) > 1:
       raise TrainError("data.backend=tfdata reads one source; use the memory backend for several folders")
   source = input_pipeline.train_sources(d["train"])[0]
@@ -183,7 +183,7 @@ def _train(cfg, workdir, held: contextlib.ExitStack) -> int:
   import jax
   import numpy as np
   from tqdm import tqdm
-  from espcn_jax import checkpointing, images, input_pipeline, model, optim, validation, weights
+  from espcn_jax import checkpointing, image_files, input_pipeline, model, optim, validation, weights
   from espcn_jax import train_step as ts
 
   mesh = ts.make_mesh()
@@ -198,7 +198,7 @@ def _train(cfg, workdir, held: contextlib.ExitStack) -> int:
   d, o, spe, k = cfg["data"], cfg["optim"], cfg["steps_per_epoch"], cfg["steps_per_call"]
   if not input_pipeline.is_remote(d["train"]):
     for name in input_pipeline.train_sources(d["train"]):  # missing / empty folders: fail before the workdir is touched
-      images.list_images(input_pipeline.resolve_folder(name))
+      image_files.list_images(input_pipeline.resolve_folder(name))
   train_paths, val_paths = _split_holdout(d)
   val_dir = None if not d["val"] else input_pipeline.resolve_folder(d["val"]) if val_paths is None else "holdout"
   val_set = None if val_dir is None else validation.load_set(  # HR Y, LR inputs, bicubic PSNR: once per run
@@ -397,8 +397,8 @@ def main(argv) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   except Exception as e:  # one clear line for the known failures; a traceback for bugs
-    from espcn_jax import checkpointing, images, weights
-    if isinstance(e, (TrainError, checkpointing.CheckpointError, images.ImageError, weights.WeightsError)) or (
+    from espcn_jax import checkpointing, image_files, weights
+    if isinstance(e, (TrainError, checkpointing.CheckpointError, image_files.ImageError, weights.WeightsError)) or (
         isinstance(e, ImportError) and "pip install" in str(e)):  # an extra the run needs (e.g. espcn-jax[tf])
       print(f"error: {e}", file=sys.stderr)
       return 1

@@ -10,7 +10,7 @@ OUTPUT is a folder: files keep their names, folders their relative layout (under
 inputs are given); an output folder inside an input folder is not read back. Inputs (and --checkpoint) are never
 overwritten, also through links; a bad file prints one line naming it, the rest are processed and the exit code is
 1. Pictures keep what their output format can hold (EXIF orientation applied, 16-bit grayscale, alpha, ICC profile,
-GIF frames: espcn_jax.picture_files), with one note per file on what it cannot. Shipped weights or --checkpoint;
+GIF frames: espcn_jax.image_files), with one note per file on what it cannot. Shipped weights or --checkpoint;
 random weights only with --random-weights. No TensorFlow is imported.
 """
 
@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from espcn_jax import atomic_io, images, inference, model, picture_files, video, weights
+from espcn_jax import atomic_io, image_files, inference, model, video, weights
 
 _DTYPES = {"float32": None, "bfloat16": "bfloat16", "float16": "float16"}
 
@@ -40,8 +40,8 @@ def _parse(argv):
   p.add_argument("--preset", choices=video.X264_PRESETS, default=None,
                  help="libx264 preset for .mp4/.mkv/.mov outputs (default: ffmpeg's medium; veryfast encodes "
                       "~2.7x faster, about the same quality)")
-  p.add_argument("--quality", type=int, default=picture_files.DEFAULT_QUALITY,
-                 help=f"JPEG / WebP quality, 1-100 (default {picture_files.DEFAULT_QUALITY})")
+  p.add_argument("--quality", type=int, default=image_files.DEFAULT_QUALITY,
+                 help=f"JPEG / WebP quality, 1-100 (default {image_files.DEFAULT_QUALITY})")
   p.add_argument("--allow-partial", action="store_true",
                  help="keep a video's output when fewer frames than the container announces could be read")
   p.add_argument("--random-weights", action="store_true",
@@ -73,7 +73,7 @@ def _load_net(checkpoint, scale, random_weights: bool = False):
 
 
 def _is_media(path: pathlib.Path) -> bool:
-  return path.suffix.lower() in images.IMAGE_EXTENSIONS or video.is_video(path)
+  return path.suffix.lower() in image_files.IMAGE_EXTENSIONS or video.is_video(path)
 
 
 def _found(src: pathlib.Path, output: pathlib.Path):
@@ -115,14 +115,14 @@ def plan_jobs(inputs, output):
 
 def upscale_image_file(up: inference.Upscaler, src: pathlib.Path, dst: pathlib.Path, quality: int) -> list[str]:
   """Upscales every frame of `src` into `dst`; returns notes on what `dst`'s format could not keep."""
-  pic = picture_files.read(src)
+  pic = image_files.read_picture(src)
   frames = []
   for f in pic.frames:
     if f.dtype == np.uint16:  # 16-bit: through the net in float, back to 16 bits
       frames.append(np.floor(up.image(f.astype(np.float32) / 65535.0) * 65535.0 + 0.5).astype(np.uint16))
     else:
       frames.append(up.image(f))
-  return pic.notes + picture_files.write(dst, pic.with_frames(frames), quality=quality)
+  return pic.notes + image_files.write_picture(dst, pic.with_frames(frames), quality=quality)
 
 
 def main(argv) -> int:

@@ -1,17 +1,20 @@
 # ---
 # jupyter:
+#   colab:
+#     provenance: []
+#     toc_visible: true
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: colab
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
 #     name: python3
-#   colab:
-#     provenance: []
-#     toc_visible: true
 # ---
 
 # %% [markdown]
@@ -69,9 +72,9 @@ elif importlib.util.find_spec("espcn_jax") is None:
   importlib.invalidate_caches()
 ROOT = CLONE or here  # relative paths (outputs, runs) are taken from here
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from espcn_jax import images as _images
-DATA = _images.data_root()  # the built-in Set5, Set14, T91, BSD200 (installed with the package)
-print("espcn-jax:", pathlib.Path(_images.__file__).parent, "| data:", DATA)
+from espcn_jax import image_files as _image_files
+DATA = _image_files.data_root()  # the built-in Set5, Set14, T91, BSD200 (installed with the package)
+print("espcn-jax:", pathlib.Path(_image_files.__file__).parent, "| data:", DATA)
 
 # %% tags=["parameters"]
 SCALE = 3                   # Table 1 is x3
@@ -86,7 +89,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from espcn_jax import evaluate, images, model, weights
+from espcn_jax import evaluate, image_files, model, weights
 
 # Table 1 of Shi et al. 2016: mean PSNR (dB) on Y, upscaling factor 3. Transcribed from the paper.
 PAPER_TABLE1_X3 = {
@@ -124,7 +127,7 @@ PAPER_COLUMN = f"ESPCN ({trained_on}{' relu' if spec.activation == 'relu' else '
 print("compared with the paper's column:", PAPER_COLUMN)
 
 # %%
-folders = {name: images.builtin_dataset_dir(name) for name in DATASETS}
+folders = {name: image_files.builtin_dataset_dir(name) for name in DATASETS}
 for name in ("BSD300", "BSD500"):
   folder = ROOT / EXTERNAL_DIR / f"{name}_test"
   if folder.is_dir():

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from espcn_jax import (atomic_io, benchmark, checkpointing, evaluate, export, images, model, optim, train, train_io,
-                       upscale, video, weights)
+from espcn_jax import (atomic_io, benchmark, checkpointing, evaluate, export, image_files, model, optim, train,
+                       train_io, upscale, video, weights)
 from espcn_jax import train_step as ts
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "espcn_jax" / "data"
@@ -99,11 +99,11 @@ def test_3_written_files_get_the_mode_open_gives(w2, tmp_path):
   old = os.umask(0o022)
   try:
     weights.save(tmp_path / "w.safetensors", *weights.load(w2)[:2])
-    images.save_image(tmp_path / "a.png", _rgb(4, 4))
+    image_files.save_image(tmp_path / "a.png", _rgb(4, 4))
     evaluate.write_json(tmp_path / "r.json", {"a": 1})
     (tmp_path / "shared.png").write_bytes(b"")
     os.chmod(tmp_path / "shared.png", 0o664)
-    images.save_image(tmp_path / "shared.png", _rgb(4, 4))
+    image_files.save_image(tmp_path / "shared.png", _rgb(4, 4))
   finally:
     os.umask(old)
   for name in ("w.safetensors", "a.png", "r.json"):
@@ -120,7 +120,7 @@ def test_4_exif_orientation_is_applied(w2, tmp_path):
   exif[0x0112] = 6  # "rotate 90 CW to display": a portrait phone photo
   exif[0x010F] = "TestCam"  # Make
   Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif, quality=100)
-  assert images.load_image(tmp_path / "phone.jpg").shape == (10, 6, 3)
+  assert image_files.load_image(tmp_path / "phone.jpg").shape == (10, 6, 3)
   assert upscale.main([str(tmp_path / "phone.jpg"), "-o", str(tmp_path / "up.jpg"), "--checkpoint", str(w2),
                        "--quiet"]) == 0
   with Image.open(tmp_path / "up.jpg") as up:
@@ -150,7 +150,7 @@ def test_6_non_finite_weights_are_refused_and_nan_never_verifies(w2, tmp_path, c
   with pytest.raises(weights.WeightsError, match="nan.safetensors: tensor conv2.kernel holds 1 NaN/inf"):
     weights.load(bad)
   # an export whose check gives NaN (e.g. a runtime that overflows) is an error, not "verified"
-  monkeypatch.setattr(export.exporters, "max_error", lambda *a, **k: float("nan"))
+  monkeypatch.setattr(export.export_formats, "max_error", lambda *a, **k: float("nan"))
   assert export.main(["--checkpoint", str(w2), "-o", str(tmp_path / "m.onnx")]) == 2
   _one_line(capsys.readouterr().err, "m.onnx", "differs")
 

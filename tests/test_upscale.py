@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from espcn_jax import images, inference, model, upscale, video, weights
+from espcn_jax import image_files, inference, model, upscale, video, weights
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +41,9 @@ def test_folder_recursive_formats_gray_alpha_and_bad_file(tmp_path, ckpt, capsys
   out = tmp_path / "out"
   assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
       "a.png", "sub/g.bmp", "sub/t.png"]
-  a = images.load_image(out / "a.png")
-  np.testing.assert_array_equal(a, inference.Upscaler(params, spec).image(images.load_image(src / "a.png")))
-  g = images.load_image(out / "sub" / "g.bmp")
+  a = image_files.load_image(out / "a.png")
+  np.testing.assert_array_equal(a, inference.Upscaler(params, spec).image(image_files.load_image(src / "a.png")))
+  g = image_files.load_image(out / "sub" / "g.bmp")
   assert g.shape == (18, 16)  # gray stays gray
   with Image.open(out / "sub" / "t.png") as t:
     assert t.mode == "RGBA" and t.size == (12, 14)

@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from espcn_jax import evaluate, images, model, validation
+from espcn_jax import evaluate, image_files, model, validation
 
 SPEC = model.Spec(scale=3, features=(8, 4))
 
 
 def test_set5_matches_evaluate_folder():
   params = model.init(jax.random.PRNGKey(0), SPEC)
-  folder = images.builtin_dataset_dir("set5")
+  folder = image_files.builtin_dataset_dir("set5")
   val = validation.load_set(folder, 3, name="set5")
   assert val.name == "set5" and len(val.images) == 5 and val.errors == ()
   rows = {r["method"]: r for r in evaluate.evaluate_folder(folder, 3, params=params, spec=SPEC)}
@@ -43,7 +43,7 @@ def test_rgb_model_gray_image_and_bad_files(tmp_path):
 
 def test_no_usable_image_is_an_error(tmp_path):
   (tmp_path / "broken.png").write_bytes(b"not a png")
-  with pytest.raises(images.ImageError, match="no usable validation image"):
+  with pytest.raises(image_files.ImageError, match="no usable validation image"):
     validation.load_set(tmp_path, 3)
-  with pytest.raises(images.ImageError):
+  with pytest.raises(image_files.ImageError):
     validation.load_set(tmp_path / "missing", 3)
