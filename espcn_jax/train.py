@@ -183,10 +183,11 @@ def _train(cfg, workdir, held: contextlib.ExitStack) -> int:
   import jax
   import numpy as np
   from tqdm import tqdm
-  from espcn_jax import checkpointing, image_files, input_pipeline, model, optim, validation, weights
+  from espcn_jax import (checkpointing, data_parallel, image_files, image_ops, input_pipeline, kernel_choice, model, optim,
+                         validation, weights, xla_options)
   from espcn_jax import train_step as ts
 
-  mesh = ts.make_mesh()
+  mesh = data_parallel.make_mesh()
   if cfg["steps_per_call"] == 0:  # auto: on XLA:CPU with the YNNPACK fusions 8 steps per call gain only ~4% at
     # batch 128 (1.3x at batch 16: configs/t91_x3_cpu.py sets 8), and 1 keeps epochs short; accelerators need 8
     cfg["steps_per_call"] = 1 if jax.default_backend() == "cpu" else 8
@@ -207,12 +208,12 @@ def _train(cfg, workdir, held: contextlib.ExitStack) -> int:
   # Which forward / backward pass (and a clear error for an impossible setting) before the workdir is touched
   dtype = None if cfg["compute_dtype"] == "float32" else cfg["compute_dtype"]
   try:
-    native, why = ts.use_native(cfg["native_kernels"], backend=jax.default_backend(), num_devices=mesh.size,
+    native, why = kernel_choice.use_native(cfg["native_kernels"], backend=jax.default_backend(), num_devices=mesh.size,
                                 dtype=dtype)
   except ValueError as e:
     raise TrainError(str(e)) from e
   try:
-    bf16, why_bf16 = ts.use_native_bf16(cfg["native_bf16"], native=native)
+    bf16, why_bf16 = kernel_choice.use_native_bf16(cfg["native_bf16"], native=native)
   except ValueError as e:
     raise TrainError(f"{e} (--config.native_bf16=off, or configs/t91_x3_cpu.py, trains in float32)") from e
   train_io.say(f"forward / backward pass: {why}" + (f", {why_bf16}" if native else ""))
@@ -222,7 +223,7 @@ def _train(cfg, workdir, held: contextlib.ExitStack) -> int:
   # The state's structure does not depend on the lr schedule's length, so a checkpoint restores before the optimizer
   # is rebuilt with a budget fitted by an earlier invocation.
   tx = optim.make(model.init(jax.random.PRNGKey(0), spec), steps_per_epoch=spe, **o)
-  state = ts.put_replicated(ts.create_state(jax.random.PRNGKey(cfg["seed"]), spec, tx), mesh)
+  state = data_parallel.put_replicated(ts.create_state(jax.random.PRNGKey(cfg["seed"]), spec, tx), mesh)
   restored, meta = ckpt.restore_intact(state, spec, resume_keys(cfg), say=train_io.say)
   if restored is not None:  # (newer broken checkpoints were set aside, and said so)
     state = restored
@@ -232,25 +233,25 @@ def _train(cfg, workdir, held: contextlib.ExitStack) -> int:
   fit = meta.get("budget_fit")  # the run's length and lr decay fitted to max_minutes by an earlier invocation
   if fit:
     o["decay_steps"] = fit["decay_steps"]
-  degrade = ts.make_degrade(spec.scale, d["degradation"], d["sigma"], d["kernel_size"])
-  stacked = ts.batch_sharding(mesh)
+  degrade = image_ops.make_degrade(spec.scale, d["degradation"], d["sigma"], d["kernel_size"])
+  stacked = data_parallel.batch_sharding(mesh)
   # The YNNPACK fusions speed up XLA's convolutions; beside the native kernels they only compete for the cores (the
   # native step with them: 0.73x of the one without, BENCHMARKS.md)
-  copts = ts.compiler_options(jax.default_backend()) if cfg["cpu_ynn_fusion"] and not native else None
+  copts = xla_options.compiler_options(jax.default_backend()) if cfg["cpu_ynn_fusion"] and not native else None
 
   def compile_step():  # the optimizer (with the lr schedule now in `o`) and the jitted steps
     tx = optim.make(model.init(jax.random.PRNGKey(0), spec), steps_per_epoch=spe, **o)
     step_fn = ts.make_train_step(spec, tx, degrade_fn=degrade, dtype=dtype, native=native, native_bf16=bf16)
     sample = data.sample if backend == "memory" else None
-    return tx, ts.jit_multi_step(ts.make_multi_step(step_fn, k, sample, stacked), mesh,
+    return tx, data_parallel.jit_multi_step(ts.make_multi_step(step_fn, k, sample, stacked), mesh,
                                  with_batch=backend != "memory", compiler_options=copts)
 
   tx, multi = compile_step()
   if backend == "memory":
-    data_dev = ts.put_replicated(data.data, mesh)
+    data_dev = data_parallel.put_replicated(data.data, mesh)
     next_input = lambda: data_dev
   else:
-    next_input = lambda: ts.put_batch(data.take(k), mesh)
+    next_input = lambda: data_parallel.put_batch(data.take(k), mesh)
 
   step, total = int(state.step), (fit or {}).get("total_steps", cfg["num_epochs"] * spe)
   budget = None if not cfg["max_minutes"] else time_budget.TimeBudget(  # timed over whole validation cycles
