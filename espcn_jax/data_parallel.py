@@ -46,3 +46,11 @@ def put_replicated(tree, mesh: Mesh):
 def put_batch(hr_KxBxHxWxC, mesh: Mesh):
   """This process's stacked batches (K, B_local, ...) -> one global array sharded over "data" on axis 1."""
   return jax.make_array_from_process_local_data(batch_sharding(mesh, stacked=True), np.asarray(hr_KxBxHxWxC))
+
+
+def agree(value):
+  """Process 0's value (an int or bool) on every process, so that all of them stop at the same step."""
+  if jax.process_count() == 1:
+    return value
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  return type(value)(multihost_utils.broadcast_one_to_all(int(value)))
