@@ -9,6 +9,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+
 def make_mesh(devices=None) -> Mesh:
   """A 1-D mesh over all (global) devices with the axis name "data"."""
   devices = jax.devices() if devices is None else devices
@@ -16,7 +17,7 @@ def make_mesh(devices=None) -> Mesh:
 
 
 def batch_sharding(mesh: Mesh, stacked: bool = False) -> NamedSharding:
-  """Batch axis sharded over "data"; with `stacked` the leading axis is the scan (step) axis."""
+  """Batch axis sharded over "data"; with `stacked` the leading axis is the step axis (k stacked batches)."""
   return NamedSharding(mesh, P(None, "data") if stacked else P("data"))
 
 

@@ -213,7 +213,7 @@ if TENSORBOARD and (workdir / "tensorboard").is_dir():
 # %%
 best = workdir / "best.safetensors"
 assert best.is_file(), f"{best} missing: training exports it"
-run_module("espcn_jax.evaluate", "--checkpoint", best, *[a for d in EVAL_DATA for a in ("--data", d)],
+run_module("espcn_jax.evaluate", "--weights", best, *[a for d in EVAL_DATA for a in ("--data", d)],
            "--json", workdir / "eval.json")
 results = json.loads((workdir / "eval.json").read_text())["results"]
 by = {(r["dataset"], r["method"]): r["psnr"] for r in results}

@@ -193,5 +193,5 @@ if JSON_OUT:
 
 # %% [markdown]
 # The full-size runs behind REPRODUCTION.md: train with `python -m espcn_jax.train` (see `03_train.ipynb`), then
-# `python -m espcn_jax.evaluate --checkpoint <weights> --data set5 --data set14 --data data/external/BSD300_test
+# `python -m espcn_jax.evaluate --weights <weights> --data set5 --data set14 --data data/external/BSD300_test
 # --data data/external/BSD500_test --json table1.json`.

@@ -215,7 +215,7 @@ def weight_file(nets, tmp_path):
 
 def test_cli_exports_and_verifies(weight_file, tmp_path, capsys):
   out = tmp_path / "sub" / "x3.onnx"
-  assert export.main(["--checkpoint", str(weight_file), "-o", str(out)]) == 0  # format from the suffix
+  assert export.main(["--weights", str(weight_file), "-o", str(out)]) == 0  # format from the suffix
   text = capsys.readouterr().out
   assert f"wrote {out} (onnx, x3" in text and "verified: max |onnx - model.apply|" in text
   assert sorted(p.name for p in out.parent.iterdir()) == ["x3.onnx"]  # no temp files left
@@ -223,7 +223,7 @@ def test_cli_exports_and_verifies(weight_file, tmp_path, capsys):
 
 
 def test_cli_benchmark_times_the_runtimes_side_by_side(weight_file, tmp_path, capsys):
-  assert export.main(["--checkpoint", str(weight_file), "-o", str(tmp_path / "x3.onnx"), "--no-verify",
+  assert export.main(["--weights", str(weight_file), "-o", str(tmp_path / "x3.onnx"), "--no-verify",
                       "--benchmark", "24x16"]) == 0
   text = capsys.readouterr().out
   assert "LR 24x16 -> 72x48" in text and "verified" not in text
@@ -231,8 +231,8 @@ def test_cli_benchmark_times_the_runtimes_side_by_side(weight_file, tmp_path, ca
   assert rows["espcn-jax"] > 0 and (rows.get("onnxruntime", 1) > 0)
 
 
-def _one_line_error(capsys, argv, *needles):
-  assert export.main(argv) == 2
+def _one_line_error(capsys, argv, *needles, code=2):
+  assert export.main(argv) == code
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1 and err.startswith("error: "), err
   for n in needles:
@@ -241,24 +241,24 @@ def _one_line_error(capsys, argv, *needles):
 
 def test_cli_bad_input_gives_one_line_errors(weight_file, tmp_path, capsys):
   w = str(weight_file)
-  _one_line_error(capsys, ["--checkpoint", w, "--format", "caffe", "-o", str(tmp_path / "m.caffemodel")],
+  _one_line_error(capsys, ["--weights", w, "--format", "caffe", "-o", str(tmp_path / "m.caffemodel")],
                   "m.caffemodel", "unknown format")
-  _one_line_error(capsys, ["--checkpoint", str(tmp_path / "nope.safetensors"), "-o", str(tmp_path / "m.onnx")],
-                  "nope.safetensors", "no such weight file")
+  _one_line_error(capsys, ["--weights", str(tmp_path / "nope.safetensors"), "-o", str(tmp_path / "m.onnx")],
+                  "nope.safetensors", "no such weight file", code=1)
   blocker = tmp_path / "a_file"
   blocker.write_text("x")
-  _one_line_error(capsys, ["--checkpoint", w, "-o", str(blocker / "sub" / "m.onnx")], "m.onnx", "a_file is a file")
-  _one_line_error(capsys, ["--variant", "no_such_variant", "-o", str(tmp_path / "m.onnx")], "no shipped weights")
+  _one_line_error(capsys, ["--weights", w, "-o", str(blocker / "sub" / "m.onnx")], "m.onnx", "a_file is a file")
+  _one_line_error(capsys, ["--variant", "no_such_variant", "-o", str(tmp_path / "m.onnx")], "no shipped weights", code=1)
   (tmp_path / "photos").mkdir()
   (tmp_path / "photos" / "keep.jpg").write_text("x")
-  _one_line_error(capsys, ["--checkpoint", w, "--format", "savedmodel", "-o", str(tmp_path / "photos")],
+  _one_line_error(capsys, ["--weights", w, "--format", "savedmodel", "-o", str(tmp_path / "photos")],
                   "photos", "not a SavedModel")
   assert (tmp_path / "photos" / "keep.jpg").is_file()
-  _one_line_error(capsys, ["--checkpoint", w, "--scale", "2", "-o", str(tmp_path / "m.onnx")], "x3", "--scale 2")
-  _one_line_error(capsys, ["--checkpoint", w, "--opset", "5", "-o", str(tmp_path / "m.onnx")], "m.onnx", "opset 5")
+  _one_line_error(capsys, ["--weights", w, "--scale", "2", "-o", str(tmp_path / "m.onnx")], "x3", "--scale 2")
+  _one_line_error(capsys, ["--weights", w, "--opset", "5", "-o", str(tmp_path / "m.onnx")], "m.onnx", "opset 5", code=1)
   rgb = weights.save(tmp_path / "rgb.safetensors", *_params(3, 2))
-  _one_line_error(capsys, ["--checkpoint", str(rgb), "-o", str(tmp_path / "m.pb")], "m.pb", "luma only")
-  _one_line_error(capsys, ["--checkpoint", w, "--benchmark", "640", "-o", str(tmp_path / "m.onnx")], "640")
+  _one_line_error(capsys, ["--weights", str(rgb), "-o", str(tmp_path / "m.pb")], "m.pb", "luma only", code=1)
+  _one_line_error(capsys, ["--weights", w, "--benchmark", "640", "-o", str(tmp_path / "m.onnx")], "640")
   assert not (tmp_path / "m.onnx").exists()
 
 
