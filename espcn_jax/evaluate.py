@@ -147,7 +147,8 @@ def parse_args(argv):
 
 
 def load_compare(names, scale: int) -> list:
-  """--compare: weight files or shipped variant names -> [(file, (params, spec, meta))]; WeightsError if unusable."""
+  """--compare: weight files or shipped variant names -> [(file, (params, spec, meta))]; WeightsError if unusable,
+  cli.UsageError for a model of another scale."""
   out = []
   for name in names:
     path = pathlib.Path(name)
@@ -155,7 +156,7 @@ def load_compare(names, scale: int) -> list:
       path = weights.pretrained_path(scale, name)
     params, spec, meta = weights.load(path)
     if spec.scale != scale:
-      raise weights.WeightsError(f"{path}: the model is x{spec.scale}, not x{scale}")
+      raise cli.UsageError(f"{path}: the model is x{spec.scale}, not x{scale}")
     out.append((path, (params, spec, meta)))
   return out
 
@@ -249,9 +250,9 @@ def main(argv) -> int:
     return cli.USAGE
   try:
     compare = load_compare(args.compare, scale)
-  except weights.WeightsError as e:
+  except ValueError as e:  # UsageError: another scale; WeightsError: an unusable file
     print(f"error: --compare {e}", file=sys.stderr)
-    return cli.FAILED
+    return cli.USAGE if isinstance(e, cli.UsageError) else cli.FAILED
   errors: list[str] = []
   results: list[dict] = []
   per_image: list[dict] | None = [] if args.per_image else None

@@ -240,8 +240,8 @@ def test_evaluate_cli_report_usage_errors(tmp_path, capsys):
   assert evaluate.main(["--bicubic", "--data", "set5", "--compare", "t91_relu"]) == 2
   assert "--compare needs --report" in capsys.readouterr().err
   x2 = str(weights.pretrained_path(2, "t91"))
-  for bad, msg in ((x2, "x2, not x3"), ("nope", "nope: no such weight file")):
-    assert evaluate.main(["--data", "set5", "--scale", "3", "--report", str(tmp_path / "r"), "--compare", bad]) == 2
+  for bad, msg, code in ((x2, "x2, not x3", 2), ("nope", "nope: no such weight file", 1)):  # usage; a failed input
+    assert evaluate.main(["--data", "set5", "--scale", "3", "--report", str(tmp_path / "r"), "--compare", bad]) == code
     err = capsys.readouterr().err
     assert msg in err and len(err.strip().splitlines()) == 1
   assert not (tmp_path / "r").exists()
