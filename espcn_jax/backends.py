@@ -17,7 +17,7 @@ Backends (tolerance: max |backend - model.apply| on [0, 1] images, `atol`; on GP
   native-training(-bf16)     native.training.apply (the training kernels' forward pass): 1e-5; bf16 operands: 2e-2
   torch, torch_compile       the same net in PyTorch (channels_last; CUDA when present), eager / torch.compile;
                              float32 1e-5, -bfloat16 2e-2, -float16 (CUDA only) 3e-3
-  onnxruntime, opencv        the ONNX export (exporters) run by onnxruntime / OpenCV dnn: 1e-5
+  onnxruntime, opencv        the ONNX export (export_formats) run by onnxruntime / OpenCV dnn: 1e-5
   tflite, tflite_tfnn,       the TF exports (jax2tf; tfnn and pb: tf.nn; pb: luma nets only) run by TFLite /
   savedmodel, pb             TensorFlow: 1e-5
 
@@ -42,7 +42,7 @@ from typing import Callable
 
 import numpy as np
 
-from espcn_jax import exporters, model, ps
+from espcn_jax import export_formats, model, ps
 
 DTYPES = ("float32", "bfloat16", "float16")
 _ATOL = {"float32": 1e-5, "bfloat16": 2e-2, "float16": 3e-3}
@@ -204,22 +204,22 @@ def _make_export(fmt: str, params, spec, workdir: pathlib.Path):
   name = fmt
   fmt, tf_builder = ("tflite", "tfnn") if fmt == "tflite_tfnn" else (fmt, "jax2tf")
   suffix = {"onnxruntime": ".onnx", "opencv": ".onnx", "tflite": ".tflite", "savedmodel": "", "pb": ".pb"}[fmt]
-  path = exporters.export(params, spec, {"onnxruntime": "onnx", "opencv": "onnx"}.get(fmt, fmt),
+  path = export_formats.export(params, spec, {"onnxruntime": "onnx", "opencv": "onnx"}.get(fmt, fmt),
                           workdir / f"espcn_x{spec.scale}_{name}{suffix}", tf_builder=tf_builder)
   if fmt == "onnxruntime":
     import onnxruntime as ort  # pylint: disable=import-outside-toplevel
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda lr: exporters.run_onnxruntime(path, _nchw(lr), sess).transpose(0, 2, 3, 1)
+    return lambda lr: export_formats.run_onnxruntime(path, _nchw(lr), sess).transpose(0, 2, 3, 1)
   if fmt == "opencv":
     import cv2  # pylint: disable=import-outside-toplevel
     net = cv2.dnn.readNet(str(path))
-    return lambda lr: np.asarray(exporters.run_opencv(path, _nchw(lr), net)).transpose(0, 2, 3, 1)
+    return lambda lr: np.asarray(export_formats.run_opencv(path, _nchw(lr), net)).transpose(0, 2, 3, 1)
   if fmt == "tflite":
-    interpreter = exporters.tflite_interpreter(path)
-    return lambda lr: exporters.run_tflite(path, lr, interpreter)
+    interpreter = export_formats.tflite_interpreter(path)
+    return lambda lr: export_formats.run_tflite(path, lr, interpreter)
   if fmt == "savedmodel":
-    return lambda lr: exporters.run_savedmodel(path, lr)
-  return lambda lr: exporters.run_frozen_graph(path, lr)
+    return lambda lr: export_formats.run_savedmodel(path, lr)
+  return lambda lr: export_formats.run_frozen_graph(path, lr)
 
 
 def _peers() -> list[Backend]:

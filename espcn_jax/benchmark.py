@@ -2,7 +2,9 @@
 
     python -m espcn_jax.benchmark --resolution 1080p --scale 3 --batch 1 8 --dtype float32 bfloat16 --json b.json
 
-The resolution is the OUTPUT frame (1080p at x3: a 640x360 LR input, one luma channel). For each (dtype, batch):
+The resolution is the OUTPUT frame (1080p at x3: a 640x360 LR input, one luma channel); where a side is not a
+multiple of the scale the LR side is rounded up and the output cropped (720p at x3: 427x240 -> 1281x720, cropped to
+1280x720; `frame_sizes`). For each (dtype, batch):
 compile time, ms/frame and frames/s (median of --iters timed calls after --warmup, block_until_ready), achieved
 GFLOP/s (`model.flops_per_lr_pixel`) and, where the device's peak is known, the fraction of it. In the same run:
 our JAX bicubic `imresize`, and the same net with the same weights in PyTorch (channels_last, eager and
@@ -14,7 +16,6 @@ Imports only jax, numpy, pillow and espcn_jax (no TensorFlow), so it runs on bar
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import platform
@@ -25,10 +26,10 @@ import time
 
 import numpy as np
 
-from espcn_jax import atomic_io
+from espcn_jax import atomic_io, cli
 
 RESOLUTIONS = {"720p": (720, 1280), "1080p": (1080, 1920), "1440p": (1440, 2560), "4k": (2160, 3840)}
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = cli.DTYPES
 PEERS = ("torch", "torch_compile", "opencv", "onnxruntime")  # each one in espcn_jax.backends (tests/test_backends.py)
 # Dense peak TFLOP/s by (device kind substring, dtype): float32 convs/dots run as TF32 on these GPUs by default.
 _GPU_PEAKS = {("H100", "float32"): 494.7, ("H100", "bfloat16"): 989.4, ("H100", "float16"): 989.4,
@@ -36,34 +37,48 @@ _GPU_PEAKS = {("H100", "float32"): 494.7, ("H100", "bfloat16"): 989.4, ("H100", 
               ("A100", "float32"): 156.0, ("A100", "bfloat16"): 312.0, ("A100", "float16"): 312.0}
 
 
+def frame_sizes(resolution: str, scale: int) -> dict:
+  """The LR input for an output frame of `resolution` at `scale`: each side ceil(frame / scale), so that the net's
+  output covers the frame; a side that is not a multiple of the scale comes out larger and is cropped to the frame
+  (720p at x3: LR 427x240 -> 1281x720 -> 1280x720). {"frame", "lr", "net_out"}: (height, width) each."""
+  out_h, out_w = RESOLUTIONS[resolution]
+  lr_h, lr_w = -(-out_h // scale), -(-out_w // scale)
+  return {"frame": (out_h, out_w), "lr": (lr_h, lr_w), "net_out": (lr_h * scale, lr_w * scale)}
+
+
+def describe_sizes(sizes: dict) -> str:
+  """"LR 640x360 -> 1920x1080", or with the crop: "LR 427x240 -> 1281x720, cropped to 1280x720"."""
+  (lr_h, lr_w), (net_h, net_w), (out_h, out_w) = sizes["lr"], sizes["net_out"], sizes["frame"]
+  crop = f", cropped to {out_w}x{out_h}" if (net_h, net_w) != (out_h, out_w) else ""
+  return f"LR {lr_w}x{lr_h} -> {net_w}x{net_h}{crop}"
+
+
 def _parse(argv):
-  p = argparse.ArgumentParser(prog="python -m espcn_jax.benchmark", description=__doc__.split("\n\n")[0])
+  p = cli.parser("python -m espcn_jax.benchmark", __doc__.split("\n\n")[0])
   p.add_argument("--resolution", choices=sorted(RESOLUTIONS), default="1080p", help="output frame size")
-  p.add_argument("--scale", type=int, default=3)
-  p.add_argument("--batch", type=int, nargs="+", default=[1], help="frames per call (one or more)")
-  p.add_argument("--dtype", choices=DTYPES, nargs="+", default=["float32"], help="compute dtype(s) of our net")
+  p.add_argument("--scale", type=int, default=3, help="upscaling factor (of the shipped weights)")
+  p.add_argument("--batch", type=cli.positive_int, metavar="N", nargs="+", default=[1],
+                 help="frames per call of the net (several: one row each)")
+  p.add_argument("--dtype", choices=cli.DTYPES, nargs="+", default=["float32"],
+                 help="compute dtype of our net (several: one row each)")
   p.add_argument("--method", nargs="+", default=["auto"],
                  help="our kernels: auto, conv, fma or native (espcn_jax.backends lists them); the first is the one "
                       "the peers are compared with, the others get rows of their own (e.g. --method native conv)")
-  p.add_argument("--iters", type=int, default=10, help="timed calls per measurement")
+  p.add_argument("--iters", type=cli.positive_int, default=10, help="timed calls per measurement")
   p.add_argument("--warmup", type=int, default=2, help="untimed calls after compiling")
-  p.add_argument("--checkpoint", default=None, help="weights (default: shipped, else random: fine for speed)")
+  cli.add_weights(p)  # no weight file and no shipped ones: random weights (fine for speed; said in the output)
   p.add_argument("--peers", default=",".join(PEERS),
                  help=f"comma list of peers to run ({', '.join(PEERS)}), or 'none'")
-  p.add_argument("--no-bicubic", action="store_true")
+  p.add_argument("--no-bicubic", action="store_true", help="skip timing our bicubic imresize")
   p.add_argument("--psnr-set", default="set5", help="built-in dataset for the precision drift, or 'none'")
   p.add_argument("--json", default=None, help="write the results here (atomically)")
   args = p.parse_args(argv)
-  for name in ("batch", "iters"):
-    bad = [v for v in np.atleast_1d(getattr(args, name)) if v < 1]
-    if bad:
-      p.error(f"--{name} must be >= 1, got {bad[0]}")
   if args.warmup < 0:
     p.error(f"--warmup must be >= 0, got {args.warmup}")
   if args.json and pathlib.Path(args.json).is_dir():
     p.error(f"--json {args.json}: is a folder; give a file name")
-  if args.json and args.checkpoint and atomic_io.same_file(args.json, args.checkpoint):
-    p.error(f"--json {args.json}: is the --checkpoint file; refusing to write over it")
+  if args.json and args.weights and atomic_io.same_file(args.json, args.weights):
+    p.error(f"--json {args.json}: is the --weights file; refusing to write over it")
   return args
 
 
@@ -138,16 +153,16 @@ def peak_tflops(kind: str, dtype: str) -> float | None:
   return None
 
 
-def load_params(checkpoint, scale):
-  """(params, spec, note) from a checkpoint, the shipped weights, or random ones."""
+def load_params(weight_file, scale, variant: str = "t91"):
+  """(params, spec, note) from a weight file, the shipped weights, or random ones."""
   import jax  # pylint: disable=import-outside-toplevel
   from espcn_jax import model, weights  # pylint: disable=import-outside-toplevel
-  if checkpoint:
-    params, spec, _ = weights.load(checkpoint)
-    return params, spec, f"weights: {checkpoint}"
+  if weight_file:
+    params, spec, _ = weights.load(weight_file)
+    return params, spec, f"weights: {weight_file}"
   try:
-    params, spec = weights.pretrained(scale)
-    return params, spec, f"weights: shipped x{scale}"
+    params, spec = weights.pretrained(scale, variant)
+    return params, spec, f"weights: shipped x{scale} {variant}"
   except weights.WeightsError:
     spec = model.Spec(scale=scale)
     return model.init(jax.random.PRNGKey(0), spec), spec, "weights: RANDOM (no shipped x%d; speed only)" % scale
@@ -220,8 +235,8 @@ def torch_peer(net, x_nhwc, dtype: str, compiled: bool, iters: int, warmup: int)
 def export_onnx(params, spec, path):
   """The project's own ONNX export (`python -m espcn_jax.export`: DepthToSpace DCR, dynamic sizes), as deployed."""
   import onnx  # pylint: disable=import-outside-toplevel
-  from espcn_jax import exporters  # pylint: disable=import-outside-toplevel  (imports no TensorFlow)
-  onnx.save(exporters.onnx_model(params, spec), str(path))
+  from espcn_jax import export_formats  # pylint: disable=import-outside-toplevel  (imports no TensorFlow)
+  onnx.save(export_formats.onnx_model(params, spec), str(path))
 
 
 def onnxruntime_peer(path, x_nhwc, iters: int, warmup: int):
@@ -258,7 +273,7 @@ def opencv_peer(path, x_nhwc, iters: int, warmup: int):
 def psnr_drift(params, spec, dtypes, dataset: str, method: str):
   """Mean Y PSNR (dB) on a built-in set for each dtype, x scale, crop_border = scale: {dtype: psnr}."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from espcn_jax import backends, image_ops, images, inference, metrics  # pylint: disable=import-outside-toplevel
+  from espcn_jax import backends, image_files, image_ops, inference, metrics  # pylint: disable=import-outside-toplevel
   r = spec.scale
   def upscaler(d):
     dt = None if d == "float32" else getattr(jnp, d)
@@ -270,8 +285,8 @@ def psnr_drift(params, spec, dtypes, dataset: str, method: str):
 
   ups = {d: upscaler(d) for d in dtypes}
   scores = {d: [] for d in dtypes}
-  for path in images.list_images(images.builtin_dataset_dir(dataset)):
-    hr = images.load_image(path).astype(np.float32) / 255.0
+  for path in image_files.list_images(image_files.builtin_dataset_dir(dataset)):
+    hr = image_files.load_image(path).astype(np.float32) / 255.0
     hr = np.asarray(image_ops.modcrop(hr, r))
     y_hr = np.asarray(image_ops.luma(hr))
     y_hr = y_hr[..., 0] if y_hr.ndim == 3 else y_hr
@@ -286,24 +301,25 @@ def _write_json(path, obj):
   atomic_io.write_text(path, json.dumps(obj, indent=1))
 
 
+@cli.exits_130_on_interrupt
 def main(argv) -> int:
   args = _parse(argv)
   import jax  # pylint: disable=import-outside-toplevel
   from espcn_jax import backends, inference, native  # pylint: disable=import-outside-toplevel
   from espcn_jax import weights  # pylint: disable=import-outside-toplevel
   try:
-    params, spec, wnote = load_params(args.checkpoint, args.scale)
-  except weights.WeightsError as e:
+    params, spec, wnote = load_params(args.weights, args.scale, args.variant)
+  except weights.WeightsError as e:  # an unusable weight file: an input that failed
     print(f"error: {e}", file=sys.stderr)
-    return 2
-  out_h, out_w = RESOLUTIONS[args.resolution]
-  lr_h, lr_w = inference.lr_size(out_h, out_w, spec.scale)
+    return cli.FAILED
+  sizes = frame_sizes(args.resolution, spec.scale)
+  lr_h, lr_w = sizes["lr"]
   flops = inference.network_flops(spec, lr_h, lr_w)
   dev, kind = device_info()
   method = backends.choose(args.method[0]).method
   if method == "native":
     method = f"native-{native_isa()}"
-  print(f"{dev} | jax {jax.__version__} | {args.resolution} x{spec.scale}: LR {lr_w}x{lr_h} -> {out_w}x{out_h} | "
+  print(f"{dev} | jax {jax.__version__} | {args.resolution} x{spec.scale}: {describe_sizes(sizes)} | "
         f"{flops / 1e9:.2f} GFLOP/frame | ours: {method} | {wnote}", flush=True)
   results, notes = [], [wnote]
   if method.startswith("native") and native.has_winograd():
@@ -423,10 +439,11 @@ def main(argv) -> int:
 
   if args.json:
     _write_json(args.json, {"device": dev, "resolution": args.resolution, "scale": spec.scale,
-                            "lr_size": [lr_h, lr_w], "gflop_per_frame": round(flops / 1e9, 3),
+                            "lr_size": [lr_h, lr_w], "net_output_size": list(sizes["net_out"]),
+                            "frame_size": list(sizes["frame"]), "gflop_per_frame": round(flops / 1e9, 3),
                             "jax": jax.__version__, "method": method, "results": results,
                             "psnr_drift_db": drift, "notes": notes})
-  return 0
+  return cli.OK
 
 
 def run():

@@ -1,7 +1,7 @@
 """`python -m espcn_jax.evaluate`: PSNR / SSIM on Y of bicubic and ESPCN upscaling, the field's protocol.
 
     python -m espcn_jax.evaluate --bicubic --data set5 --data set14 --scale 3
-    python -m espcn_jax.evaluate --checkpoint runs/x3/espcn_x3.safetensors --data set5 --json results.json
+    python -m espcn_jax.evaluate --weights runs/x3/espcn_x3.safetensors --data set5 --json results.json
     python -m espcn_jax.evaluate --data set14 --scale 3          # shipped weights, if any for that scale
     python -m espcn_jax.evaluate --data set5 --data set14 --scale 3 --report out/report --runs workdirs/a
 
@@ -17,7 +17,6 @@ Per image (the SRCNN / VDSR MATLAB protocol, which reproduces the published bicu
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
@@ -26,7 +25,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from espcn_jax import atomic_io, image_ops, images, metrics, model, validation, weights
+from espcn_jax import atomic_io, cli, image_files, image_ops, metrics, model, validation, weights
 
 
 def evaluate_image(hr_u8, scale: int, *, params=None, spec: model.Spec | None = None, degradation: str = "bicubic",
@@ -62,19 +61,19 @@ def evaluate_folder(folder, scale: int, *, params=None, spec: model.Spec | None 
     raise ValueError(f"evaluate_folder: the model is x{spec.scale}, asked to evaluate x{scale}")
   folder = pathlib.Path(folder)
   dataset = dataset or folder.name
-  paths = images.list_images(folder)
+  paths = image_files.list_images(folder)
   scores: dict[str, list[tuple[float, float]]] = {}
   bar = tqdm(paths, desc=f"{dataset} x{scale}", unit="img", disable=None if progress else True, leave=False,
              file=sys.stderr)  # None: shown on a terminal only
   for path in bar:
     try:
-      hr = images.load_image(path)
+      hr = image_files.load_image(path)
       res = evaluate_image(hr, scale, params=params, spec=spec, degradation=degradation, sigma=sigma,
                            kernel_size=kernel_size)
-    except (images.ImageError, ValueError) as e:
-      msg = str(e) if isinstance(e, images.ImageError) else f"{path}: {e}"
+    except (image_files.ImageError, ValueError) as e:
+      msg = str(e) if isinstance(e, image_files.ImageError) else f"{path}: {e}"
       if errors is None:
-        raise images.ImageError(msg) from None
+        raise image_files.ImageError(msg) from None
       errors.append(msg)
       continue
     for method, s in res.items():
@@ -90,11 +89,12 @@ def resolve_data(name: str) -> tuple[str, pathlib.Path]:
   p = pathlib.Path(name)
   if p.exists():
     if not p.is_dir():
-      raise images.ImageError(f"{p}: not a folder")
+      raise image_files.ImageError(f"{p}: not a folder")
     return p.resolve().name, p
-  if name.lower() in images.BUILTIN_DATASETS:
-    return images.BUILTIN_DATASETS[name.lower()], images.builtin_dataset_dir(name)
-  raise images.ImageError(f"{name}: no such folder or built-in dataset ({', '.join(images.BUILTIN_DATASETS)})")
+  if name.lower() in image_files.BUILTIN_DATASETS:
+    return image_files.BUILTIN_DATASETS[name.lower()], image_files.builtin_dataset_dir(name)
+  known = ", ".join(image_files.BUILTIN_DATASETS)
+  raise image_files.ImageError(f"{name}: no such folder or built-in dataset ({known})")
 
 
 def format_table(results: list[dict]) -> str:
@@ -125,16 +125,14 @@ def write_json(path, payload: dict) -> None:
 
 
 def parse_args(argv):
-  p = argparse.ArgumentParser(prog="python -m espcn_jax.evaluate", description=__doc__.splitlines()[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = cli.parser("python -m espcn_jax.evaluate", __doc__.splitlines()[0])
   p.add_argument("--data", action="append", required=True,
                  help="built-in dataset (set5, set14, t91, bsd200) or a folder of images; repeatable")
-  p.add_argument("--scale", type=int, default=None, help="upscaling factor (default: the model's, else 3)")
+  p.add_argument("--scale", type=int, default=None, help="upscaling factor (None: the model's, else 3)")
   who = p.add_mutually_exclusive_group()
   who.add_argument("--bicubic", action="store_true", help="only the bicubic baseline")
-  who.add_argument("--checkpoint", help="an espcn-jax weight file (.safetensors, see espcn_jax.weights)")
-  p.add_argument("--variant", default="t91", help="shipped-weights variant when neither --bicubic nor --checkpoint")
-  p.add_argument("--degradation", choices=image_ops.DEGRADATIONS, default="bicubic", help="HR -> LR (default bicubic)")
+  cli.add_weights(p, group=who)
+  p.add_argument("--degradation", choices=image_ops.DEGRADATIONS, default="bicubic", help="HR -> LR")
   p.add_argument("--sigma", type=float, default=1.6, help="Gaussian degradation: blur sigma")
   p.add_argument("--kernel-size", type=int, default=7, help="Gaussian degradation: blur kernel size (odd)")
   p.add_argument("--json", help="write the results to this file (atomically)")
@@ -149,7 +147,8 @@ def parse_args(argv):
 
 
 def load_compare(names, scale: int) -> list:
-  """--compare: weight files or shipped variant names -> [(file, (params, spec, meta))]; WeightsError if unusable."""
+  """--compare: weight files or shipped variant names -> [(file, (params, spec, meta))]; WeightsError if unusable,
+  cli.UsageError for a model of another scale."""
   out = []
   for name in names:
     path = pathlib.Path(name)
@@ -157,7 +156,7 @@ def load_compare(names, scale: int) -> list:
       path = weights.pretrained_path(scale, name)
     params, spec, meta = weights.load(path)
     if spec.scale != scale:
-      raise weights.WeightsError(f"{path}: the model is x{spec.scale}, not x{scale}")
+      raise cli.UsageError(f"{path}: the model is x{spec.scale}, not x{scale}")
     out.append((path, (params, spec, meta)))
   return out
 
@@ -182,7 +181,7 @@ def make_report(args, scale: int, params, spec, weight_file, compare=()) -> list
   for name in args.data:
     try:
       ds, folder = resolve_data(name)
-    except images.ImageError as e:
+    except image_files.ImageError as e:
       page_errors.append(str(e))
       continue
     datasets.append(report.evaluate_dataset(folder, scale, models, args.report, dataset=ds, model_meta=meta,
@@ -193,55 +192,67 @@ def make_report(args, scale: int, params, spec, weight_file, compare=()) -> list
     if r.error:
       print(f"error: {r.error}", file=sys.stderr)
   note = (f"PSNR / SSIM on Y, crop_border = {scale}, {args.degradation} degradation; "
-          + (f"model: {args.checkpoint or 'shipped weights ' + weight_file.name}" if params is not None else
+          + (f"model: {args.weights or 'shipped weights ' + weight_file.name}" if params is not None else
              "bicubic only") + "".join(f", {p}" for p, _ in compare))
   path = report.write_report(args.report, datasets=datasets, runs=runs, errors=page_errors, notes=[note])
   print(f"report: {path}")
   return [r.error for r in runs if r.error]
 
 
-def main(argv) -> int:
-  args = parse_args(argv)
-  params = spec = None
+def _usage_error(args) -> str | None:
+  """The one-line usage error of these flags (exit code 2), or None."""
   if (args.runs or args.compare) and not args.report:
-    print(f"error: {'--runs' if args.runs else '--compare'} needs --report DIR", file=sys.stderr)
-    return 2
+    return f"{'--runs' if args.runs else '--compare'} needs --report DIR"
   if args.report and os.path.exists(args.report) and not os.path.isdir(args.report):
-    print(f"error: --report {args.report}: exists and is not a folder", file=sys.stderr)
-    return 2
+    return f"--report {args.report}: exists and is not a folder"
   if args.json and pathlib.Path(args.json).is_dir():
-    print(f"error: --json {args.json}: is a folder; give a file name", file=sys.stderr)
-    return 2
-  if args.json and args.checkpoint and atomic_io.same_file(args.json, args.checkpoint):
-    print(f"error: --json {args.json}: is the --checkpoint file; refusing to write over it", file=sys.stderr)
-    return 2
-  weight_file = args.checkpoint or weights.pretrained_path(args.scale or 3, args.variant)
-  try:
-    if args.checkpoint:
-      params, spec, _ = weights.load(args.checkpoint)
-    elif not args.bicubic:
-      try:
-        params, spec = weights.pretrained(args.scale or 3, args.variant)
-      except weights.WeightsError as e:
-        print(f"note: {e}; evaluating the bicubic baseline only", file=sys.stderr)
-  except weights.WeightsError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    return f"--json {args.json}: is a folder; give a file name"
+  if args.json and args.weights and atomic_io.same_file(args.json, args.weights):
+    return f"--json {args.json}: is the --weights file; refusing to write over it"
+  if args.degradation == "gaussian" and (args.sigma <= 0 or args.kernel_size < 1 or args.kernel_size % 2 == 0):
+    return f"--sigma must be > 0 and --kernel-size odd, got {args.sigma}, {args.kernel_size}"
+  return None
+
+
+def _load_model(args):
+  """(params, spec, scale) for these flags: --weights, else the shipped --variant (bicubic only when there is none
+  or with --bicubic). Raises WeightsError (an unusable weight file) or ValueError (a usage error)."""
+  params = spec = None
+  if args.weights:
+    params, spec, _ = weights.load(args.weights)
+  elif not args.bicubic:
+    try:
+      params, spec = weights.pretrained(args.scale or 3, args.variant)
+    except weights.WeightsError as e:
+      print(f"note: {e}; evaluating the bicubic baseline only", file=sys.stderr)
   scale = args.scale or (spec.scale if spec else 3)
   if spec is not None and spec.scale != scale:
-    print(f"error: {args.checkpoint or 'the shipped model'} is x{spec.scale}, not x{scale}", file=sys.stderr)
-    return 2
+    raise ValueError(f"{args.weights or 'the shipped model'} is x{spec.scale}, not x{scale}")
   if scale < 2:
-    print(f"error: --scale must be >= 2, got {scale}", file=sys.stderr)
-    return 2
-  if args.degradation == "gaussian" and (args.sigma <= 0 or args.kernel_size < 1 or args.kernel_size % 2 == 0):
-    print(f"error: --sigma must be > 0 and --kernel-size odd, got {args.sigma}, {args.kernel_size}", file=sys.stderr)
-    return 2
+    raise ValueError(f"--scale must be >= 2, got {scale}")
+  return params, spec, scale
+
+
+@cli.exits_130_on_interrupt
+def main(argv) -> int:
+  args = parse_args(argv)
+  if (msg := _usage_error(args)) is not None:
+    print(f"error: {msg}", file=sys.stderr)
+    return cli.USAGE
+  weight_file = args.weights or weights.pretrained_path(args.scale or 3, args.variant)
+  try:
+    params, spec, scale = _load_model(args)
+  except weights.WeightsError as e:  # an unusable weight file: an input that failed
+    print(f"error: {e}", file=sys.stderr)
+    return cli.FAILED
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return cli.USAGE
   try:
     compare = load_compare(args.compare, scale)
-  except weights.WeightsError as e:
+  except ValueError as e:  # UsageError: another scale; WeightsError: an unusable file
     print(f"error: --compare {e}", file=sys.stderr)
-    return 2
+    return cli.USAGE if isinstance(e, cli.UsageError) else cli.FAILED
   errors: list[str] = []
   results: list[dict] = []
   per_image: list[dict] | None = [] if args.per_image else None
@@ -254,7 +265,7 @@ def main(argv) -> int:
                                  progress=True, per_image=per_image)
       for msg in errors[n_err:]:
         print(f"error: {msg}", file=sys.stderr)
-    except images.ImageError as e:
+    except image_files.ImageError as e:
       errors.append(str(e))
       print(f"error: {e}", file=sys.stderr)
   if per_image:
@@ -268,13 +279,13 @@ def main(argv) -> int:
       write_json(args.json, {"results": results})
     except OSError as e:
       print(f"error: {args.json}: cannot write the results ({e.strerror or e})", file=sys.stderr)
-      return 1
+      return cli.FAILED
   if args.report:
     errors += make_report(args, scale, params, spec, weight_file, compare)
   if errors:
     print(f"{len(errors)} error(s); see above", file=sys.stderr)
-    return 1
-  return 0
+    return cli.FAILED
+  return cli.OK
 
 
 def run():

@@ -1,17 +1,16 @@
-"""Deployment export on the command line: ONNX, TF SavedModel, TFLite, OpenCV dnn_superres .pb (espcn_jax.exporters).
+"""Deployment export on the command line: ONNX, TF SavedModel, TFLite, OpenCV dnn_superres .pb.
 
     python -m espcn_jax.export --scale 3 --format onnx -o espcn_x3.onnx
-    python -m espcn_jax.export --checkpoint my.safetensors --format tflite -o espcn_x3.tflite
+    python -m espcn_jax.export --weights my.safetensors --format tflite -o espcn_x3.tflite
     python -m espcn_jax.export --format onnx -o espcn_x3.onnx --benchmark 640x360   # CPU ms/frame vs espcn-jax
     python -m espcn_jax.export --format pb -o ESPCN_x3.pb     # OpenCV contrib dnn_superres.DnnSuperResImpl
 
 Every export is run once against `model.apply` after it is written (--no-verify skips it). The formats, layouts and
-pre/post-processing: espcn_jax/exporters.py and docs/DEPLOY.md.
+pre/post-processing: espcn_jax/export_formats.py and docs/DEPLOY.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
 import sys
@@ -19,8 +18,8 @@ import time
 
 import numpy as np
 
-from espcn_jax import atomic_io, exporters, inference, model, weights
-from espcn_jax.exporters import DEFAULT_OPSET, FORMATS, PIXEL_SHUFFLES, TF_BUILDERS, ExportError
+from espcn_jax import atomic_io, cli, export_formats, inference, model, weights
+from espcn_jax.export_formats import DEFAULT_OPSET, FORMATS, PIXEL_SHUFFLES, TF_BUILDERS, ExportError
 
 # ------------------------------------------------------------------------------------------------------ benchmark
 
@@ -37,20 +36,21 @@ def benchmark(params, spec: model.Spec, onnx_path, lr_h: int, lr_w: int, *, reps
   try:
     import onnxruntime as ort
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    runners[f"onnxruntime {ort.__version__}"] = lambda: exporters.run_onnxruntime(None, lr_nchw, sess)
+    runners[f"onnxruntime {ort.__version__}"] = lambda: export_formats.run_onnxruntime(None, lr_nchw, sess)
   except ImportError:
     pass
   try:
     import cv2
     net = cv2.dnn.readNet(str(onnx_path))
-    runners[f"OpenCV dnn {cv2.__version__}"] = lambda: exporters.run_opencv(None, lr_nchw, net)
+    runners[f"OpenCV dnn {cv2.__version__}"] = lambda: export_formats.run_opencv(None, lr_nchw, net)
   except ImportError:
     pass
   except cv2.error as e:  # e.g. OpenCV <= 4.10 with DepthToSpace: export with pixel_shuffle="conv_transpose"
     print(f"OpenCV dnn {cv2.__version__} cannot read {onnx_path}: {str(e).strip().splitlines()[-1]}", file=sys.stderr)
   try:
-    interpreter = exporters.tflite_interpreter(content=exporters.tflite_bytes(params, spec, tf_builder="tfnn"))
-    runners["TFLite (tfnn graph)"] = lambda: exporters.run_tflite(None, lr, interpreter)
+    content = export_formats.tflite_bytes(params, spec, tf_builder="tfnn")
+    interpreter = export_formats.tflite_interpreter(content=content)
+    runners["TFLite (tfnn graph)"] = lambda: export_formats.run_tflite(None, lr, interpreter)
   except ImportError:
     pass
   times = {k: [] for k in runners}
@@ -75,36 +75,35 @@ def _parse_size(s: str) -> tuple[int, int]:
   return h, w
 
 
-def _refuse_own_input(out: pathlib.Path, checkpoint) -> None:
-  """No export writes over (or, for a SavedModel folder, replaces a folder holding) its --checkpoint file."""
-  if not checkpoint:
+def _refuse_own_input(out: pathlib.Path, weight_file) -> None:
+  """No export writes over (or, for a SavedModel folder, replaces a folder holding) its --weights file."""
+  if not weight_file:
     return
   try:
-    atomic_io.refuse_inputs(out, [checkpoint], "the --checkpoint file")
+    atomic_io.refuse_inputs(out, [weight_file], "the --weights file")
   except ValueError as e:
     raise ExportError(str(e)) from None
-  if pathlib.Path(checkpoint).resolve().is_relative_to(out.resolve()):
-    raise ExportError(f"{out}: holds the --checkpoint file {checkpoint}; refusing to replace it")
+  if pathlib.Path(weight_file).resolve().is_relative_to(out.resolve()):
+    raise ExportError(f"{out}: holds the --weights file {weight_file}; refusing to replace it")
 
 
 def _load(args):
-  if args.checkpoint:
-    params, spec, meta = weights.load(args.checkpoint)
+  if args.weights:
+    params, spec, meta = weights.load(args.weights)
     if args.scale is not None and args.scale != spec.scale:
-      raise ExportError(f"{args.checkpoint}: holds an x{spec.scale} model, but --scale {args.scale} was asked")
-    return params, spec, dict(meta, source=str(args.checkpoint))
+      raise cli.UsageError(f"{args.weights}: holds an x{spec.scale} model, but --scale {args.scale} was asked")
+    return params, spec, dict(meta, source=str(args.weights))
   params, spec = weights.pretrained(args.scale or 3, args.variant)
   return params, spec, {"source": f"pretrained x{spec.scale} {args.variant}"}
 
 
-def main(argv) -> int:
-  p = argparse.ArgumentParser(prog="python -m espcn_jax.export", description=__doc__.split("\n\n")[0])
-  p.add_argument("--scale", type=int, default=None, help="upscaling factor of the shipped weights (default 3)")
-  p.add_argument("--variant", default="t91", help="shipped weights variant (default t91)")
-  p.add_argument("--checkpoint", help="weight file (.safetensors, espcn_jax.weights.save) instead of shipped weights")
-  p.add_argument("--format", help=f"one of {', '.join(FORMATS)} (default: from the -o suffix, a folder = savedmodel)")
+def _parse(argv):
+  p = cli.parser("python -m espcn_jax.export", __doc__.split("\n\n")[0])
+  p.add_argument("--scale", type=int, default=None, help="upscaling factor (None: the weights', else 3)")
+  cli.add_weights(p)
+  p.add_argument("--format", help=f"one of {', '.join(FORMATS)} (None: from the -o suffix, a folder = savedmodel)")
   p.add_argument("-o", "--output", required=True, help="output file (.onnx, .tflite, .pb) or folder (SavedModel)")
-  p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+  p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset")
   p.add_argument("--pixel-shuffle", default="depth_to_space", choices=PIXEL_SHUFFLES,
                  help="ONNX op for PS: DepthToSpace (DCR), or conv_transpose for OpenCV <= 4.10")
   p.add_argument("--tf-builder", default="jax2tf", choices=TF_BUILDERS,
@@ -113,26 +112,41 @@ def main(argv) -> int:
                  help="skip running the export once against model.apply")
   p.add_argument("--benchmark", metavar="WxH",
                  help="ONNX only: time onnxruntime / OpenCV dnn / TFLite / jax.jit on one WxH LR frame")
-  args = p.parse_args(argv)
+  return p.parse_args(argv)
+
+
+def _plan(args, out: pathlib.Path) -> tuple[str, tuple | None]:
+  """(format, LR frame to time or None) for these flags; ExportError on a usage error."""
+  fmt = args.format or export_formats.SUFFIXES.get(out.suffix.lower(), "savedmodel")
+  if fmt not in FORMATS:
+    raise ExportError(f"{out}: unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+  bench = _parse_size(args.benchmark) if args.benchmark else None
+  if bench and fmt != "onnx":
+    raise ExportError(f"{out}: --benchmark times ONNX runtimes; use it with --format onnx")
+  _refuse_own_input(out, args.weights)
+  export_formats.check_output(out, fmt)
+  return fmt, bench
+
+
+@cli.exits_130_on_interrupt
+def main(argv) -> int:
+  args = _parse(argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   out = pathlib.Path(args.output)
   try:
-    fmt = args.format or exporters.SUFFIXES.get(out.suffix.lower(), "savedmodel")
-    if fmt not in FORMATS:
-      raise ExportError(f"{out}: unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
-    bench = _parse_size(args.benchmark) if args.benchmark else None
-    if bench and fmt != "onnx":
-      raise ExportError(f"{out}: --benchmark times ONNX runtimes; use it with --format onnx")
-    _refuse_own_input(out, args.checkpoint)
-    exporters.check_output(out, fmt)
+    fmt, bench = _plan(args, out)
+  except ExportError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return cli.USAGE
+  try:
     params, spec, meta = _load(args)
-    exporters.export(params, spec, fmt, out, opset=args.opset, pixel_shuffle=args.pixel_shuffle, tf_builder=args.tf_builder,
-           meta=meta)
+    export_formats.export(params, spec, fmt, out, opset=args.opset, pixel_shuffle=args.pixel_shuffle,
+                          tf_builder=args.tf_builder, meta=meta)
     print(f"wrote {out} ({fmt}, x{spec.scale}, {spec.channels} channel(s), from {meta['source']})")
     if args.verify:
       lr = np.random.default_rng(0).random((2, 23, 31, spec.channels), dtype=np.float32)
       try:
-        err = exporters.max_error(params, spec, fmt, out, lr)
+        err = export_formats.max_error(params, spec, fmt, out, lr)
       except ImportError as e:
         print(f"not verified: {e.name} is not installed")
       else:
@@ -143,13 +157,16 @@ def main(argv) -> int:
       print(f"CPU ms/frame, median, LR {bench[1]}x{bench[0]} -> {bench[1] * spec.scale}x{bench[0] * spec.scale}:")
       for name, ms in benchmark(params, spec, out, *bench).items():
         print(f"  {name:32s} {ms:8.2f}")
-  except (ExportError, weights.WeightsError) as e:
+  except cli.UsageError as e:
     print(f"error: {e}", file=sys.stderr)
-    return 2
+    return cli.USAGE
+  except (ExportError, weights.WeightsError) as e:  # a weight file, a missing extra, an export that differs
+    print(f"error: {e}", file=sys.stderr)
+    return cli.FAILED
   except OSError as e:
     print(f"error: {e.filename or out}: {e.strerror or e}", file=sys.stderr)
-    return 2
-  return 0
+    return cli.FAILED
+  return cli.OK
 
 
 def run():

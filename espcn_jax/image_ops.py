@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -322,3 +323,18 @@ def degrade(hr, scale: int, method: str = "bicubic", *, sigma: float = 1.6, kern
   if method == "gaussian":
     return gaussian_degrade(hr, int(scale), sigma, kernel_size)
   raise ValueError(f"degrade: unknown method {method!r}; expected one of {DEGRADATIONS}")
+
+
+def make_degrade(scale: int, method: str = "bicubic", sigma: float | None = None,
+                 kernel_size: int | None = None) -> Callable:
+  """HR (B, H, W, C) in [0, 1] -> LR (B, H/scale, W/scale, C) with `degrade` (jit-friendly)."""
+  kwargs = {}
+  if sigma is not None:
+    kwargs["sigma"] = sigma
+  if kernel_size is not None:
+    kwargs["kernel_size"] = kernel_size
+
+  def degrade_batch(hr_BxHxWxC):
+    return degrade(hr_BxHxWxC, scale, method=method, **kwargs)
+
+  return degrade_batch

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from espcn_jax import atomic_io, image_ops, images
+from espcn_jax import atomic_io, image_files, image_ops
 
 
 @dataclasses.dataclass
@@ -47,8 +47,8 @@ class LoadStats:
 
 def resolve_folder(name: str) -> pathlib.Path:
   """A built-in dataset name ("t91", "bsd200", "set5", "set14") or a folder path."""
-  if str(name).lower() in images.BUILTIN_DATASETS:
-    return images.builtin_dataset_dir(name)
+  if str(name).lower() in image_files.BUILTIN_DATASETS:
+    return image_files.builtin_dataset_dir(name)
   return pathlib.Path(name).expanduser()
 
 
@@ -66,13 +66,13 @@ def load_images(folders: Sequence, *, channels: int = 1, min_size: int = 1, prog
   """Decodes every image of `folders` (names or paths) to uint8 HxWxC. Raises ImageError if none is usable."""
   from tqdm import tqdm
   if paths is None:
-    paths = [p for f in folders for p in images.list_images(resolve_folder(f))]
+    paths = [p for f in folders for p in image_files.list_images(resolve_folder(f))]
   stats = LoadStats(found=len(paths))
   out = []
   for path in tqdm(paths, desc="decoding", unit="img", disable=not progress, leave=False):
     try:
-      img = to_channels_u8(images.load_image(path), channels)
-    except images.ImageError as e:
+      img = to_channels_u8(image_files.load_image(path), channels)
+    except image_files.ImageError as e:
       stats.corrupt.append(str(e))
       continue
     if min(img.shape[:2]) < min_size:
@@ -82,7 +82,7 @@ def load_images(folders: Sequence, *, channels: int = 1, min_size: int = 1, prog
   stats.loaded = len(out)
   if not out:
     where = ", ".join(str(f) for f in folders) if folders else "the given files"
-    raise images.ImageError(f"{where}: no usable training image ({stats.summary()})")
+    raise image_files.ImageError(f"{where}: no usable training image ({stats.summary()})")
   return out, stats
 
 
@@ -271,13 +271,13 @@ class TfPatchStream:
       if channels == 1:
         ds = ds.map(lambda im: _tf_luma_u8(tf, im), num_parallel_calls=tf.data.AUTOTUNE)
       return ds
-    paths = images.list_images(resolve_folder(source))[pi::pc]
+    paths = image_files.list_images(resolve_folder(source))[pi::pc]
 
     def gen():
       for p in paths:
         try:
-          yield to_channels_u8(images.load_image(p), channels)
-        except images.ImageError as e:
+          yield to_channels_u8(image_files.load_image(p), channels)
+        except image_files.ImageError as e:
           self.skipped.append(str(e))
 
     return tf.data.Dataset.from_generator(gen, output_signature=tf.TensorSpec((None, None, channels), tf.uint8))

@@ -23,7 +23,7 @@ import sys
 
 import numpy as np
 
-from espcn_jax import atomic_io, image_ops, images, metrics, paper, report_html, validation, weights
+from espcn_jax import atomic_io, image_files, image_ops, metrics, paper, report_html, validation, weights
 
 TILE = 240  # displayed crop side in pixels (crops are pre-zoomed by an integer factor to at most this)
 CROP_LR = 20  # crop side in LR pixels
@@ -221,8 +221,8 @@ def evaluate_dataset(folder, scale: int, models: dict, out_dir, *, dataset: str 
     if ref:
       res.references[label] = ref
   try:
-    paths = images.list_images(folder)
-  except images.ImageError as e:
+    paths = image_files.list_images(folder)
+  except image_files.ImageError as e:
     res.errors.append(str(e))
     return res
   # one folder per data set, scale and source folder (two folders with the same name do not share it)
@@ -231,18 +231,18 @@ def evaluate_dataset(folder, scale: int, models: dict, out_dir, *, dataset: str 
   for i, path in enumerate(tqdm(paths, desc=f"report {dataset} x{scale}", unit="img", leave=False, file=sys.stderr,
                                 disable=None if progress else True)):
     try:
-      comp = compare(images.load_image(path), scale, models, degradation=degradation, sigma=sigma,
+      comp = compare(image_files.load_image(path), scale, models, degradation=degradation, sigma=sigma,
                      kernel_size=kernel_size)
-    except (images.ImageError, ValueError) as e:
-      res.errors.append(str(e) if isinstance(e, images.ImageError) else f"{path}: {e}")
+    except (image_files.ImageError, ValueError) as e:
+      res.errors.append(str(e) if isinstance(e, image_files.ImageError) else f"{path}: {e}")
       continue
     tiles, arrays = {}, crop_tiles(comp)
     for j, (label, arr) in enumerate(arrays.items()):
       rel = f"img/{sub}/{i:04d}_{j}.png"
-      images.save_image(out_dir / rel, arr)
+      image_files.save_image(out_dir / rel, arr)
       tiles[label] = rel
     rel = f"img/{sub}/{i:04d}_overview.png"
-    images.save_image(out_dir / rel, overview(comp))
+    image_files.save_image(out_dir / rel, overview(comp))
     res.rows.append({"name": path.name, "size": comp.ref_y.shape, "scores": comp.scores, "tiles": tiles,
                      "captions": captions(comp),
                      "overview": rel, "box": comp.box, "error_scale": error_scale(comp),
@@ -346,7 +346,7 @@ def write_report(out_dir, *, datasets=(), runs=(), errors=(), title: str = "ESPC
   """Writes out_dir/index.html (self-contained, offline; the crops' PNG files beside it). Returns its path."""
   out_dir = pathlib.Path(out_dir)
   if out_dir.exists() and not out_dir.is_dir():
-    raise images.ImageError(f"{out_dir}: not a folder")
+    raise image_files.ImageError(f"{out_dir}: not a folder")
   curves = [dict(name=r.name, source=r.source, rows=r.rows, wall=wall_minutes(r.rows), reference=r.reference,
                  val=r.val, error=r.error) for r in runs]
   errors = list(errors) + [e for d in datasets for e in d.errors] + [r.error for r in runs if r.error]

@@ -24,19 +24,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import os
 import pathlib
 import sys
-import time
 
 import ml_collections
 
-from espcn_jax import time_budget, train_config, train_io
-
-
-class TrainError(RuntimeError):
-  """A training run that cannot go on; the one-line message says why and what was kept."""
+from espcn_jax import atomic_io, time_budget, train_config, train_io, train_loop
+from espcn_jax.train_loop import TrainError, resume_keys  # pylint: disable=unused-import  (this module's API)
 
 
 def parse_args(argv) -> tuple:
@@ -44,17 +39,6 @@ def parse_args(argv) -> tuple:
   recipe for this hardware (`train_config.choose_recipe`). Raises train_config.ConfigError on a usage error."""
   cfg, workdir, _ = train_config.parse(argv, doc=__doc__)
   return cfg, workdir
-
-
-def resume_keys(cfg: dict) -> dict:
-  """Settings a resumed run must share with the checkpoint (else its data stream / state would differ)."""
-  d = cfg["data"]
-  return {"batch_size": cfg["batch_size"], "steps_per_epoch": cfg["steps_per_epoch"], "seed": cfg["seed"],
-          "train": d["train"], "lr_patch": d["lr_patch"], "augment": d["augment"], "degradation": d["degradation"]}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The training loop.
 
 
 def _check_config(cfg: dict, num_devices: int) -> None:
@@ -74,7 +58,7 @@ def _check_config(cfg: dict, num_devices: int) -> None:
 def _split_holdout(d: dict) -> tuple[list | None, list | None]:
   """With data.val="holdout": (training image paths without the held-out ones, the held-out paths); else (None,
   None). Each name in data.holdout must be the file name of exactly one image of the training folders."""
-  from espcn_jax import input_pipeline, images
+  from espcn_jax import input_pipeline, image_files
   if d["val"] != "holdout":
     return None, None
   names = [n for n in d["holdout"].split("+") if n]
@@ -84,32 +68,12 @@ def _split_holdout(d: dict) -> tuple[list | None, list | None]:
     raise TrainError(f"data.val=holdout takes images out of training folders read by the memory backend, "
                      f"not data.train={d['train']!r} with data.backend={d['backend']!r}")
   paths = [p for f in input_pipeline.train_sources(d["train"])
-           for p in images.list_images(input_pipeline.resolve_folder(f))]
+           for p in image_files.list_images(input_pipeline.resolve_folder(f))]
   for name in names:
     if (n := sum(p.name == name for p in paths)) != 1:
       raise TrainError(f"data.holdout: {name} {'not found' if not n else f'names {n} images'} in the training "
                        f"folders of data.train={d['train']!r}")
   return [p for p in paths if p.name not in names], [p for p in paths if p.name in names]
-
-
-def _agree(value):
-  """Process 0's value (an int or bool) on every process, so that all stop at the same step."""
-  import jax
-  if jax.process_count() == 1:
-    return value
-  from jax.experimental import multihost_utils
-  return type(value)(multihost_utils.broadcast_one_to_all(int(value)))
-
-
-def _fit_schedule(o: dict, total: int, budget, max_minutes: float, spe: int) -> dict:
-  """Ends the cosine lr decay (if any) at the step that fits the budget; returns what resumed runs reuse."""
-  if o["decay_steps"]:
-    o["decay_steps"] = min(o["decay_steps"], total)
-    how = f"the lr's cosine now ends at step {total}"
-  else:
-    how = "the plateau schedule cannot be fitted (no decay_steps); the run stops there"
-  train_io.say(f"time budget {max_minutes:g} min, {budget.epoch_s:.1f} s per epoch: {total // spe} epochs fit; {how}")
-  return {"total_steps": total, "decay_steps": o["decay_steps"]}
 
 
 def _report_test(d: dict, workdir: pathlib.Path) -> None:
@@ -129,16 +93,15 @@ def _report_test(d: dict, workdir: pathlib.Path) -> None:
   train_io.say(f"test, best weights of step {meta.get('step')}: " + ", ".join(
       f"{n} {r['psnr']:.2f} dB (bicubic {r['bicubic_psnr']:.2f}){same if n == d['val'] else ''}"
       for n, r in results.items()))
-  tmp = workdir / "test_results.json.tmp"
-  tmp.write_text(json.dumps({"step": meta.get("step"), "val": d["val"], "test": results}, indent=1) + "\n")
-  tmp.replace(workdir / "test_results.json")
+  atomic_io.write_text(workdir / "test_results.json",
+                       json.dumps({"step": meta.get("step"), "val": d["val"], "test": results}, indent=1) + "\n")
 
 
 def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int, paths=None):
   """("memory", PatchSampler) or ("tfdata", TfPatchStream). Folders are checked before anything compiles. `paths`:
   the training images (else every image of the data.train folders)."""
   import jax
-  from espcn_jax import input_pipeline, images
+  from espcn_jax import input_pipeline, image_files
   d, p = cfg["data"], cfg["data"]["lr_patch"] * spec.scale
   remote = input_pipeline.is_remote(d["train"])
   backend = d["backend"] if d["backend"] != "auto" else ("tfdata" if remote else "memory")
@@ -155,7 +118,7 @@ def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int, paths=None
                                                 augment=d["augment"])
   if not remote:
     for name in input_pipeline.train_sources(d["train"]):
-      images.list_images(input_pipeline.resolve_folder(name))
+      image_files.list_images(input_pipeline.resolve_folder(name))
     if len(input_pipeline.train_sources(d["train"])) > 1:
       raise TrainError("data.backend=tfdata reads one source; use the memory backend for several folders")
   source = input_pipeline.train_sources(d["train"])[0]
@@ -170,24 +133,60 @@ def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int, paths=None
 def train(cfg: dict, workdir) -> int:
   """Trains (or resumes) into `workdir`. Returns 0 when done, 130 when stopped by a signal (after saving).
   The workdir is locked for the run (train_io.WorkdirLock): a second run on it fails with a message."""
-  with contextlib.ExitStack() as held:
-    return _train(cfg, workdir, held)
-
-
-def _train(cfg, workdir, held: contextlib.ExitStack) -> int:
   cfg = cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else copy.deepcopy(cfg)
   workdir = pathlib.Path(workdir)
   if cfg["distributed"]:  # unset (None) fields come from the environment; process_id 0 is a value
     import jax
     kw = {k: cfg[k] for k in ("coordinator_address", "num_processes", "process_id") if cfg.get(k) is not None}
     jax.distributed.initialize(**kw)
-  import jax
-  import numpy as np
   from tqdm import tqdm
-  from espcn_jax import checkpointing, images, input_pipeline, model, optim, validation, weights
-  from espcn_jax import train_step as ts
+  with contextlib.ExitStack() as held:
+    run, state, ls = _prepare(cfg, workdir, held)
+    bar = tqdm(total=ls.total, initial=ls.step, unit="step", desc=f"ESPCN x{run.spec.scale}",
+               disable=not train_io.primary(), dynamic_ncols=True, file=sys.stderr)
+    held.callback(bar.close)  # also on an error: its message then starts on a line of its own
+    with train_io.StopFlag() as stop:
+      stop_code = train_loop.run_loop(run, ls, state, stop, bar)
+    bar.close()
+    run.ckpt.close()
+    _finish(run, ls, stopped=stop_code is not None)
+    return stop_code or 0
 
-  mesh = ts.make_mesh()
+
+def _validation_set(d: dict, spec, val_paths):
+  """The data.val set prepared once per run (HR Y, LR inputs, bicubic PSNR), or None without validation."""
+  from espcn_jax import input_pipeline, validation
+  if not d["val"]:
+    return None
+  folder = input_pipeline.resolve_folder(d["val"]) if val_paths is None else "holdout"
+  return validation.load_set(folder, spec.scale, channels=spec.channels, degradation=d["degradation"],
+                             sigma=d["sigma"], kernel_size=d["kernel_size"], name=d["val"], paths=val_paths)
+
+
+def _choose_kernels(cfg: dict, num_devices: int, dtype) -> tuple[bool, bool]:
+  """(native, bf16): which forward / backward pass, said in one line; an impossible setting is a TrainError."""
+  import jax
+  from espcn_jax import kernel_choice
+  try:
+    native, why = kernel_choice.use_native(cfg["native_kernels"], backend=jax.default_backend(),
+                                           num_devices=num_devices, dtype=dtype)
+  except ValueError as e:
+    raise TrainError(str(e)) from e
+  try:
+    bf16, why_bf16 = kernel_choice.use_native_bf16(cfg["native_bf16"], native=native)
+  except ValueError as e:
+    raise TrainError(f"{e} (--config.native_bf16=off, or configs/t91_x3_cpu.py, trains in float32)") from e
+  train_io.say(f"forward / backward pass: {why}" + (f", {why_bf16}" if native else ""))
+  return native, bf16
+
+
+def _prepare(cfg: dict, workdir: pathlib.Path, held: contextlib.ExitStack):
+  """Checks, the workdir lock, the (restored) state, the data and the compiled step -> (Run, TrainState, LoopState).
+  Everything that can fail on a bad setting or folder fails before the workdir is touched."""
+  import jax
+  from espcn_jax import checkpointing, data_parallel, image_files, input_pipeline, model, optim
+  from espcn_jax import train_step as ts
+  mesh = data_parallel.make_mesh()
   if cfg["steps_per_call"] == 0:  # auto: on XLA:CPU with the YNNPACK fusions 8 steps per call gain only ~4% at
     # batch 128 (1.3x at batch 16: configs/t91_x3_cpu.py sets 8), and 1 keeps epochs short; accelerators need 8
     cfg["steps_per_call"] = 1 if jax.default_backend() == "cpu" else 8
@@ -196,173 +195,54 @@ def _train(cfg, workdir, held: contextlib.ExitStack) -> int:
     spec = model.Spec(scale=cfg["scale"], **cfg["model"])
   except (TypeError, ValueError) as e:
     raise TrainError(f"bad model config: {e}") from e
-  d, o, spe, k = cfg["data"], cfg["optim"], cfg["steps_per_epoch"], cfg["steps_per_call"]
+  d, spe, k = cfg["data"], cfg["steps_per_epoch"], cfg["steps_per_call"]
   if not input_pipeline.is_remote(d["train"]):
-    for name in input_pipeline.train_sources(d["train"]):  # missing / empty folders: fail before the workdir is touched
-      images.list_images(input_pipeline.resolve_folder(name))
+    for name in input_pipeline.train_sources(d["train"]):  # missing / empty folders
+      image_files.list_images(input_pipeline.resolve_folder(name))
   train_paths, val_paths = _split_holdout(d)
-  val_dir = None if not d["val"] else input_pipeline.resolve_folder(d["val"]) if val_paths is None else "holdout"
-  val_set = None if val_dir is None else validation.load_set(  # HR Y, LR inputs, bicubic PSNR: once per run
-      val_dir, spec.scale, channels=spec.channels, degradation=d["degradation"], sigma=d["sigma"],
-      kernel_size=d["kernel_size"], name=d["val"], paths=val_paths)
-  # Which forward / backward pass (and a clear error for an impossible setting) before the workdir is touched
+  val_set = _validation_set(d, spec, val_paths)
   dtype = None if cfg["compute_dtype"] == "float32" else cfg["compute_dtype"]
-  try:
-    native, why = ts.use_native(cfg["native_kernels"], backend=jax.default_backend(), num_devices=mesh.size,
-                                dtype=dtype)
-  except ValueError as e:
-    raise TrainError(str(e)) from e
-  try:
-    bf16, why_bf16 = ts.use_native_bf16(cfg["native_bf16"], native=native)
-  except ValueError as e:
-    raise TrainError(f"{e} (--config.native_bf16=off, or configs/t91_x3_cpu.py, trains in float32)") from e
-  train_io.say(f"forward / backward pass: {why}" + (f", {why_bf16}" if native else ""))
+  native, bf16 = _choose_kernels(cfg, mesh.size, dtype)
   if train_io.primary():
     held.enter_context(train_io.WorkdirLock(workdir))
   ckpt = checkpointing.Checkpointer(workdir)
   # The state's structure does not depend on the lr schedule's length, so a checkpoint restores before the optimizer
   # is rebuilt with a budget fitted by an earlier invocation.
-  tx = optim.make(model.init(jax.random.PRNGKey(0), spec), steps_per_epoch=spe, **o)
-  state = ts.put_replicated(ts.create_state(jax.random.PRNGKey(cfg["seed"]), spec, tx), mesh)
+  tx = optim.make(model.init(jax.random.PRNGKey(0), spec), steps_per_epoch=spe, **cfg["optim"])
+  state = data_parallel.put_replicated(ts.create_state(jax.random.PRNGKey(cfg["seed"]), spec, tx), mesh)
   restored, meta = ckpt.restore_intact(state, spec, resume_keys(cfg), say=train_io.say)
   if restored is not None:  # (newer broken checkpoints were set aside, and said so)
     state = restored
     train_io.say(f"resuming from {workdir}/{checkpointing.LATEST_DIR} at step {int(state.step)}")
   meta = meta or {}
   backend, data = _make_data(cfg, spec, workdir, meta.get("stream_position", 0), train_paths)
-  fit = meta.get("budget_fit")  # the run's length and lr decay fitted to max_minutes by an earlier invocation
-  if fit:
-    o["decay_steps"] = fit["decay_steps"]
-  degrade = ts.make_degrade(spec.scale, d["degradation"], d["sigma"], d["kernel_size"])
-  stacked = ts.batch_sharding(mesh)
-  # The YNNPACK fusions speed up XLA's convolutions; beside the native kernels they only compete for the cores (the
-  # native step with them: 0.73x of the one without, BENCHMARKS.md)
-  copts = ts.compiler_options(jax.default_backend()) if cfg["cpu_ynn_fusion"] and not native else None
-
-  def compile_step():  # the optimizer (with the lr schedule now in `o`) and the jitted steps
-    tx = optim.make(model.init(jax.random.PRNGKey(0), spec), steps_per_epoch=spe, **o)
-    step_fn = ts.make_train_step(spec, tx, degrade_fn=degrade, dtype=dtype, native=native, native_bf16=bf16)
-    sample = data.sample if backend == "memory" else None
-    return tx, ts.jit_multi_step(ts.make_multi_step(step_fn, k, sample, stacked), mesh,
-                                 with_batch=backend != "memory", compiler_options=copts)
-
-  tx, multi = compile_step()
+  ls = train_loop.LoopState.resume(meta, int(state.step), cfg["num_epochs"] * spe)
+  if ls.budget_fit:  # the run's length and lr decay fitted to max_minutes by an earlier invocation
+    cfg["optim"]["decay_steps"] = ls.budget_fit["decay_steps"]
+  run = train_loop.Run(cfg, workdir, spec, mesh, ckpt, backend, data, val_set, dtype, native, bf16)
+  run.compile_step()
   if backend == "memory":
-    data_dev = ts.put_replicated(data.data, mesh)
-    next_input = lambda: data_dev
+    data_dev = data_parallel.put_replicated(data.data, mesh)
+    run.next_input = lambda: data_dev
   else:
-    next_input = lambda: ts.put_batch(data.take(k), mesh)
-
-  step, total = int(state.step), (fit or {}).get("total_steps", cfg["num_epochs"] * spe)
-  budget = None if not cfg["max_minutes"] else time_budget.TimeBudget(  # timed over whole validation cycles
-      60 * cfg["max_minutes"], steps_per_epoch=spe, total_steps=total,
+    run.next_input = lambda: data_parallel.put_batch(data.take(k), mesh)
+  run.budget = None if not cfg["max_minutes"] else time_budget.TimeBudget(  # timed over whole validation cycles
+      60 * cfg["max_minutes"], steps_per_epoch=spe, total_steps=ls.total,
       measure_epochs=max(2, cfg["eval_every_epochs"], cfg["checkpoint_every_epochs"]))
-  logs = train_io.Logs(workdir, step, cfg["tensorboard"]) if train_io.primary() else None
-  partial = meta.get("partial", {"sum": 0.0, "n": 0})
-  best = {key: meta.get(key) for key in ("best_psnr", "best_step", "best_loss", "bad_epochs", "bicubic_psnr")}
-  best["bad_epochs"] = best["bad_epochs"] or 0
-  t_start, t_epoch, pending, stop_code = time.time(), time.time(), [], None
+  run.logs = train_io.Logs(workdir, ls.step, cfg["tensorboard"]) if train_io.primary() else None
+  return run, state, ls
 
-  def meta_now():
-    return {"spec": spec.to_dict(), "resume_keys": resume_keys(cfg), "step": step, "epoch": step // spe,
-            "partial": partial, "config": json.loads(json.dumps(cfg)), **best,
-            "stream_position": getattr(data, "position", 0), "budget_fit": fit}
 
-  def drain():
-    if pending:
-      losses = np.concatenate([np.asarray(x) for x in jax.device_get(pending)])
-      pending.clear()
-      partial["sum"] += float(losses.sum())
-      partial["n"] += int(losses.size)
-    if partial["n"] and not math.isfinite(partial["sum"]):
-      last = ckpt.latest_step()
-      kept = (f"the last good checkpoint (step {last}) in {workdir} is kept" if last is not None
-              else f"no checkpoint was saved yet in {workdir}")
-      raise TrainError(f"training loss became {partial['sum']} by step {step} (epoch {(step - 1) // spe + 1}); "
-                       f"{kept}; try a lower optim.learning_rate")
-
-  bar = tqdm(total=total, initial=step, unit="step", desc=f"ESPCN x{spec.scale}", disable=not train_io.primary(),
-             dynamic_ncols=True, file=sys.stderr)
-  held.callback(bar.close)  # also on an error: its message then starts on a line of its own
-  with train_io.StopFlag() as stop:
-    while step < total:
-      state, metrics = multi(state, next_input())
-      pending.append(metrics["loss"])
-      step += k
-      bar.update(k)
-      if step % spe and not stop.requested:
-        continue
-      drain()
-      if step % spe:  # stopped mid-epoch: save what is needed to resume exactly
-        ckpt.save(step, state, meta_now())
-        train_io.say(f"stopped at step {step}; checkpoint saved in {workdir}; rerun the same command to resume")
-        stop_code = 130
-        break
-      epoch, seconds = step // spe, time.time() - t_epoch
-      row = {"step": step, "epoch": epoch, "train_loss": partial["sum"] / partial["n"],
-             "learning_rate": float(optim.current_learning_rate(state.opt_state, o["learning_rate"],
-                                                                min_learning_rate=o["min_learning_rate"],
-                                                                decay_steps=o["decay_steps"])),
-             "patches_per_s": spe * cfg["batch_size"] / seconds, "elapsed_s": time.time() - t_start}
-      partial = {"sum": 0.0, "n": 0}
-      improved = False
-      if val_dir is not None and (epoch % cfg["eval_every_epochs"] == 0 or step >= total):
-        row["val_psnr"] = validation.espcn_psnr(val_set, jax.device_get(state.params), spec)
-        row["val_bicubic_psnr"] = best["bicubic_psnr"] = val_set.bicubic_psnr
-        improved = best["best_psnr"] is None or row["val_psnr"] > best["best_psnr"]
-      elif val_dir is None:
-        improved = True  # no validation: the latest weights are exported
-      if improved:
-        best["best_psnr"], best["best_step"] = row.get("val_psnr"), step
-      if cfg["early_stop_metric"] == "train_loss":
-        better = best["best_loss"] is None or row["train_loss"] < (1 - o["plateau_rtol"]) * best["best_loss"]
-        best["best_loss"] = row["train_loss"] if better else best["best_loss"]
-      else:
-        better = improved
-      best["bad_epochs"] = 0 if better else best["bad_epochs"] + 1
-      if logs is not None:
-        logs.write(row)
-      val = (f", {d['val']} PSNR {row['val_psnr']:.2f} dB (bicubic {row['val_bicubic_psnr']:.2f})"
-             if "val_psnr" in row else "")
-      train_io.say(f"epoch {epoch}/{cfg['num_epochs']}: loss {row['train_loss']:.6f}{val}, "
-                   f"lr {row['learning_rate']:.2g}, {row['patches_per_s']:.0f} patches/s")
-      bar.set_postfix(loss=f"{row['train_loss']:.5f}", psnr=f"{row.get('val_psnr', float('nan')):.2f}")
-      done = step >= total
-      if cfg["early_stop_patience"] and best["bad_epochs"] >= cfg["early_stop_patience"]:
-        train_io.say(f"early stop: no improvement of {cfg['early_stop_metric']} for {best['bad_epochs']} epochs")
-        done = True
-      if budget is not None and not fit and (n := budget.epoch_end(step)) is not None and (n := _agree(n)) < total:
-        total, fit = n, _fit_schedule(o, n, budget, cfg["max_minutes"], spe)
-        tx, multi = compile_step()  # the same optimizer state; the cosine now ends at `total`
-        bar.total = total
-        done = done or step >= total
-      if budget is not None and _agree(budget.exceeded()):
-        train_io.say(f"time budget of {cfg['max_minutes']} min reached")
-        done = True
-      if epoch % cfg["checkpoint_every_epochs"] == 0 or done or stop.requested:
-        ckpt.save(step, state, meta_now())
-      if improved:
-        ckpt.save_best(step, state, meta_now())
-        if train_io.primary():
-          weights.save(workdir / "best.safetensors", jax.device_get(state.params), spec,
-                       {"train": d["train"], "val": d["val"], "val_psnr": row.get("val_psnr"), "step": step,
-                        "epoch": epoch, "degradation": d["degradation"], "config": meta_now()["config"]})
-      t_epoch = time.time()
-      if stop.requested:
-        train_io.say(f"stopped at step {step}; checkpoint saved in {workdir}; rerun the same command to resume")
-        stop_code = 130
-      if done or stop_code:
-        break
-  bar.close()
-  ckpt.close()
+def _finish(run: train_loop.Run, ls: train_loop.LoopState, stopped: bool) -> None:
+  """The report; when the run ended (not stopped): the best PSNR line and the data.test scores."""
+  d = run.cfg["data"]
   if train_io.primary():
-    write_report(workdir, cfg)
-  if stop_code is None and best["best_psnr"] is not None:
-    train_io.say(f"best {d['val']} PSNR {best['best_psnr']:.2f} dB at step {best['best_step']} "
-         f"(bicubic {best['bicubic_psnr']:.2f}); weights: {workdir / 'best.safetensors'}")
-  if stop_code is None and train_io.primary():
-    _report_test(d, workdir)
-  return stop_code or 0
+    write_report(run.workdir, run.cfg)
+  if not stopped and ls.best_psnr is not None:
+    train_io.say(f"best {d['val']} PSNR {ls.best_psnr:.2f} dB at step {ls.best_step} "
+                 f"(bicubic {ls.bicubic_psnr:.2f}); weights: {run.workdir / 'best.safetensors'}")
+  if not stopped and train_io.primary():
+    _report_test(d, run.workdir)
 
 
 def write_report(workdir: pathlib.Path, cfg: dict) -> None:
@@ -398,8 +278,8 @@ def main(argv) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   except Exception as e:  # one clear line for the known failures; a traceback for bugs
-    from espcn_jax import checkpointing, images, weights
-    if isinstance(e, (TrainError, checkpointing.CheckpointError, images.ImageError, weights.WeightsError)) or (
+    from espcn_jax import checkpointing, image_files, weights
+    if isinstance(e, (TrainError, checkpointing.CheckpointError, image_files.ImageError, weights.WeightsError)) or (
         isinstance(e, ImportError) and "pip install" in str(e)):  # an extra the run needs (e.g. espcn-jax[tf])
       print(f"error: {e}", file=sys.stderr)
       return 1

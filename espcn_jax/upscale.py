@@ -2,46 +2,42 @@
 
     python -m espcn_jax.upscale photo.jpg -o photo_x3.png
     python -m espcn_jax.upscale data/Set5 data/Set14 clip.mp4 -o out/ --scale 3
-    python -m espcn_jax.upscale big.tif -o big_x3.tif --checkpoint runs/x3/best.safetensors --tile 256
+    python -m espcn_jax.upscale big.tif -o big_x3.tif --weights runs/x3/best.safetensors --tile 256
 
 Colour pictures: Y through the net, Cb and Cr by bicubic (an RGB net takes RGB); grayscale stays grayscale; alpha is
 upscaled by bicubic and kept. One input file and an output name with an image/video suffix: that file. Otherwise
 OUTPUT is a folder: files keep their names, folders their relative layout (under the folder's name when several
-inputs are given); an output folder inside an input folder is not read back. Inputs (and --checkpoint) are never
+inputs are given); an output folder inside an input folder is not read back. Inputs (and --weights) are never
 overwritten, also through links; a bad file prints one line naming it, the rest are processed and the exit code is
 1. Pictures keep what their output format can hold (EXIF orientation applied, 16-bit grayscale, alpha, ICC profile,
-GIF frames: espcn_jax.picture_files), with one note per file on what it cannot. Shipped weights or --checkpoint;
+GIF frames: espcn_jax.image_files), with one note per file on what it cannot. Shipped weights (--variant) or --weights;
 random weights only with --random-weights. No TensorFlow is imported.
 """
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
 import numpy as np
 
-from espcn_jax import atomic_io, images, inference, model, picture_files, video, weights
-
-_DTYPES = {"float32": None, "bfloat16": "bfloat16", "float16": "float16"}
-
+from espcn_jax import atomic_io, cli, image_files, inference, model, video, weights
 
 def _parse(argv):
-  p = argparse.ArgumentParser(prog="python -m espcn_jax.upscale", description=__doc__.split("\n\n")[0])
+  p = cli.parser("python -m espcn_jax.upscale", __doc__.split("\n\n")[0])
   p.add_argument("inputs", nargs="+", metavar="INPUT", help="image/video files or folders (searched recursively)")
   p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
-  p.add_argument("--scale", type=int, default=None, help="upscaling factor (default 3, or the checkpoint's)")
-  p.add_argument("--checkpoint", default=None, help="weight file (.safetensors from espcn_jax.weights.save)")
-  p.add_argument("--tile", type=int, default=512, help="largest LR canvas side; bigger pictures are tiled")
-  p.add_argument("--batch", type=int, default=8, help="canvases / video frames per call of the net")
-  p.add_argument("--dtype", choices=sorted(_DTYPES), default="float32", help="compute dtype of the net")
+  p.add_argument("--scale", type=int, default=None, help="upscaling factor (None: the weights', else 3)")
+  cli.add_weights(p)
+  p.add_argument("--tile", type=cli.positive_int, default=512, help="largest LR canvas side; bigger pictures are tiled")
+  p.add_argument("--batch", type=cli.positive_int, metavar="N", default=8,
+                 help="canvases / video frames per call of the net")
+  p.add_argument("--dtype", choices=cli.DTYPES, default="float32", help="compute dtype of the net")
   p.add_argument("--method", choices=inference.METHODS, default="auto", help="3x3 conv kernel (see inference)")
   p.add_argument("--preset", choices=video.X264_PRESETS, default=None,
-                 help="libx264 preset for .mp4/.mkv/.mov outputs (default: ffmpeg's medium; veryfast encodes "
+                 help="libx264 preset for .mp4/.mkv/.mov outputs (None: ffmpeg's medium; veryfast encodes "
                       "~2.7x faster, about the same quality)")
-  p.add_argument("--quality", type=int, default=picture_files.DEFAULT_QUALITY,
-                 help=f"JPEG / WebP quality, 1-100 (default {picture_files.DEFAULT_QUALITY})")
+  p.add_argument("--quality", type=int, default=image_files.DEFAULT_QUALITY, help="JPEG / WebP quality, 1-100")
   p.add_argument("--allow-partial", action="store_true",
                  help="keep a video's output when fewer frames than the container announces could be read")
   p.add_argument("--random-weights", action="store_true",
@@ -53,19 +49,19 @@ def _parse(argv):
   return args
 
 
-def _load_net(checkpoint, scale, random_weights: bool = False):
-  """Returns (params, spec): the checkpoint's, else the shipped weights; random ones only if asked for."""
-  if checkpoint:
-    params, spec, _ = weights.load(checkpoint)
+def _load_net(weight_file, scale, random_weights: bool = False, variant: str = "t91"):
+  """Returns (params, spec): the weight file's, else the shipped weights; random ones only if asked for."""
+  if weight_file:
+    params, spec, _ = weights.load(weight_file)
     if scale is not None and scale != spec.scale:
-      raise weights.WeightsError(f"{checkpoint}: trained for x{spec.scale}, but --scale {scale} was asked")
+      raise cli.UsageError(f"{weight_file}: trained for x{spec.scale}, but --scale {scale} was asked")
     return params, spec
   scale = 3 if scale is None else scale
   try:
-    return weights.pretrained(scale)
+    return weights.pretrained(scale, variant)
   except weights.WeightsError as e:
     if not random_weights:
-      raise weights.WeightsError(f"{e}; give --checkpoint (or --random-weights to test with random ones)") from None
+      raise weights.WeightsError(f"{e}; give --weights (or --random-weights to test with random ones)") from None
     import jax  # pylint: disable=import-outside-toplevel
     print(f"warning: using RANDOM weights: the output is NOT super-resolved", file=sys.stderr)
     spec = model.Spec(scale=scale)
@@ -73,7 +69,7 @@ def _load_net(checkpoint, scale, random_weights: bool = False):
 
 
 def _is_media(path: pathlib.Path) -> bool:
-  return path.suffix.lower() in images.IMAGE_EXTENSIONS or video.is_video(path)
+  return path.suffix.lower() in image_files.IMAGE_EXTENSIONS or video.is_video(path)
 
 
 def _found(src: pathlib.Path, output: pathlib.Path):
@@ -115,34 +111,38 @@ def plan_jobs(inputs, output):
 
 def upscale_image_file(up: inference.Upscaler, src: pathlib.Path, dst: pathlib.Path, quality: int) -> list[str]:
   """Upscales every frame of `src` into `dst`; returns notes on what `dst`'s format could not keep."""
-  pic = picture_files.read(src)
+  pic = image_files.read_picture(src)
   frames = []
   for f in pic.frames:
     if f.dtype == np.uint16:  # 16-bit: through the net in float, back to 16 bits
       frames.append(np.floor(up.image(f.astype(np.float32) / 65535.0) * 65535.0 + 0.5).astype(np.uint16))
     else:
       frames.append(up.image(f))
-  return pic.notes + picture_files.write(dst, pic.with_frames(frames), quality=quality)
+  return pic.notes + image_files.write_picture(dst, pic.with_frames(frames), quality=quality)
 
 
+@cli.exits_130_on_interrupt
 def main(argv) -> int:
   args = _parse(argv)
   try:
     jobs = plan_jobs(args.inputs, args.output)
-    params, spec = _load_net(args.checkpoint, args.scale, args.random_weights)
+    params, spec = _load_net(args.weights, args.scale, args.random_weights, args.variant)
+  except cli.UsageError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return cli.USAGE
   except (ValueError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)
-    return 1
-  dtype = _DTYPES[args.dtype]
-  if dtype is not None:
+    return cli.FAILED
+  dtype = None
+  if args.dtype != "float32":
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-    dtype = getattr(jnp, dtype)
+    dtype = getattr(jnp, args.dtype)
   try:
     up = inference.Upscaler(params, spec, dtype=dtype, method=args.method, tile=args.tile, max_batch=args.batch)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
-    return 1
-  inputs = [p for p, _ in jobs] + ([args.checkpoint] if args.checkpoint else [])
+    return cli.FAILED
+  inputs = [p for p, _ in jobs] + ([args.weights] if args.weights else [])
   written: set = set()
   failed = 0
   from tqdm import tqdm  # pylint: disable=import-outside-toplevel
@@ -173,7 +173,7 @@ def main(argv) -> int:
       bar.write(f"error: {msg}", file=sys.stderr)
   if not args.quiet:
     print(f"{len(jobs) - failed} of {len(jobs)} file(s) upscaled x{spec.scale} -> {args.output}", file=sys.stderr)
-  return 1 if failed else 0
+  return cli.FAILED if failed else cli.OK
 
 
 def run():

@@ -21,7 +21,7 @@ import pathlib
 import jax
 import numpy as np
 
-from espcn_jax import image_ops, images, metrics, model
+from espcn_jax import image_files, image_ops, metrics, model
 
 _apply = jax.jit(model.apply, static_argnames=("spec",))
 
@@ -96,17 +96,17 @@ def load_set(folder, scale: int, *, channels: int = 1, degradation: str = "bicub
   """
   folder = pathlib.Path(folder)
   prepared, psnrs, errors = [], [], []
-  for path in images.list_images(folder) if paths is None else paths:
+  for path in image_files.list_images(folder) if paths is None else paths:
     try:
-      p = prepare(images.load_image(path), scale, channels=channels, degradation=degradation, sigma=sigma,
+      p = prepare(image_files.load_image(path), scale, channels=channels, degradation=degradation, sigma=sigma,
                   kernel_size=kernel_size)
-    except (images.ImageError, ValueError) as e:
-      errors.append(str(e) if isinstance(e, images.ImageError) else f"{path}: {e}")
+    except (image_files.ImageError, ValueError) as e:
+      errors.append(str(e) if isinstance(e, image_files.ImageError) else f"{path}: {e}")
       continue
     prepared.append(p)
     psnrs.append(metrics.psnr(bicubic_y(p, scale), p.y8_HxW, scale))
   if not prepared:
-    raise images.ImageError(f"{folder}: no usable validation image ({'; '.join(errors[:1]) or 'none found'})")
+    raise image_files.ImageError(f"{folder}: no usable validation image ({'; '.join(errors[:1]) or 'none found'})")
   return ValSet(name=name or folder.name, scale=int(scale), images=tuple(prepared),
                 bicubic_psnr=float(np.mean(psnrs)), errors=tuple(errors))
 

@@ -64,9 +64,9 @@ elif importlib.util.find_spec("espcn_jax") is None:
   importlib.invalidate_caches()
 ROOT = CLONE or here  # relative paths (outputs, runs) are taken from here
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from espcn_jax import images as _images
-DATA = _images.data_root()  # the built-in Set5, Set14, T91, BSD200 (installed with the package)
-print("espcn-jax:", pathlib.Path(_images.__file__).parent, "| data:", DATA)
+from espcn_jax import image_files as _image_files
+DATA = _image_files.data_root()  # the built-in Set5, Set14, T91, BSD200 (installed with the package)
+print("espcn-jax:", pathlib.Path(_image_files.__file__).parent, "| data:", DATA)
 
 # %% tags=["parameters"]
 SCALE = 3                        # upscaling factor of the shipped weights
@@ -81,7 +81,7 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from espcn_jax import image_ops, images, inference, metrics, model, video, weights
+from espcn_jax import image_files, image_ops, inference, metrics, model, video, weights
 
 print("jax", jax.__version__, "devices:", jax.devices())
 try:
@@ -107,7 +107,7 @@ out_dir.mkdir(parents=True, exist_ok=True)
 
 # %%
 r = spec.scale
-hr_u8 = image_ops.modcrop(images.load_image(IMAGE), r)
+hr_u8 = image_ops.modcrop(image_files.load_image(IMAGE), r)
 lr = np.asarray(image_ops.degrade(hr_u8.astype(np.float32) / 255.0, r))  # float LR in [0, 1]
 bicubic = np.clip(np.asarray(image_ops.imresize(lr, r)), 0.0, 1.0)
 espcn = up.image(lr)  # float in, float out (uint8 in, uint8 out)
@@ -121,7 +121,7 @@ def psnr_y(img01):
 scores = {"bicubic": psnr_y(bicubic), "ESPCN": psnr_y(espcn)}
 print(f"{IMAGE}: HR {hr_u8.shape[1]}x{hr_u8.shape[0]}, LR {lr.shape[1]}x{lr.shape[0]}; PSNR on Y: "
       + ", ".join(f"{k} {v:.2f} dB" for k, v in scores.items()))
-saved = images.save_image(out_dir / (pathlib.Path(IMAGE).stem + f"_x{r}.png"), espcn)
+saved = image_files.save_image(out_dir / (pathlib.Path(IMAGE).stem + f"_x{r}.png"), espcn)
 print("saved", saved)
 if TRAINED:
   assert scores["ESPCN"] > scores["bicubic"], "the trained model should beat bicubic"
@@ -158,7 +158,7 @@ import warnings
 import imageio_ffmpeg
 
 vh, vw = VIDEO_LR_SIZE
-source = images.load_image(DATA / "Set14/comic.png")
+source = image_files.load_image(DATA / "Set14/comic.png")
 source = source if source.ndim == 3 else np.repeat(source[..., None], 3, -1)
 source = np.asarray(image_ops.imresize(source.astype(np.float32) / 255.0, output_shape=(
     max(vh + VIDEO_FRAMES * 2, source.shape[0] // 2), max(vw + VIDEO_FRAMES * 3, source.shape[1] // 2))))

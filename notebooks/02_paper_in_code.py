@@ -1,17 +1,20 @@
 # ---
 # jupyter:
+#   colab:
+#     provenance: []
+#     toc_visible: true
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: colab
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
 #     name: python3
-#   colab:
-#     provenance: []
-#     toc_visible: true
 # ---
 
 # %% [markdown]
@@ -69,9 +72,9 @@ elif importlib.util.find_spec("espcn_jax") is None:
   importlib.invalidate_caches()
 ROOT = CLONE or here  # relative paths (outputs, runs) are taken from here
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from espcn_jax import images as _images
-DATA = _images.data_root()  # the built-in Set5, Set14, T91, BSD200 (installed with the package)
-print("espcn-jax:", pathlib.Path(_images.__file__).parent, "| data:", DATA)
+from espcn_jax import image_files as _image_files
+DATA = _image_files.data_root()  # the built-in Set5, Set14, T91, BSD200 (installed with the package)
+print("espcn-jax:", pathlib.Path(_image_files.__file__).parent, "| data:", DATA)
 
 # %% tags=["parameters"]
 SCALE = 3              # upscaling factor r of the shipped weights to inspect
@@ -298,7 +301,7 @@ show_grid(np.asarray(D)[:, :, :, 0].transpose(2, 0, 1), 16,
 # our net per compute dtype and the peers of the benchmark (PyTorch, onnxruntime, ...) running the same weights.
 
 # %%
-from espcn_jax import evaluate, image_ops, images
+from espcn_jax import evaluate, image_files, image_ops
 
 
 def median_time(fn, *args, repeats=LIVE_REPEATS):
@@ -326,8 +329,8 @@ def measure_live(dataset):
   bicubic_fn = jax.jit(lambda x: image_ops.imresize(x, r))
   hr_fn = jax.jit(hr_space_net)
   rows = []
-  for path in images.list_images(images.builtin_dataset_dir(dataset))[:LIVE_IMAGES]:
-    hr_u8 = images.load_image(path)
+  for path in image_files.list_images(image_files.builtin_dataset_dir(dataset))[:LIVE_IMAGES]:
+    hr_u8 = image_files.load_image(path)
     scores = evaluate.evaluate_image(hr_u8, r, params=params, spec=spec)
     y = image_ops.luma_uint8(image_ops.modcrop(hr_u8, r)).astype(np.float32) / 255.0
     lr = image_ops.degrade(y, r)

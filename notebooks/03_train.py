@@ -69,9 +69,9 @@ elif importlib.util.find_spec("espcn_jax") is None:
   importlib.invalidate_caches()
 ROOT = CLONE or here  # relative paths (outputs, runs) are taken from here
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from espcn_jax import images as _images
-DATA = _images.data_root()  # the built-in Set5, Set14, T91, BSD200 (installed with the package)
-print("espcn-jax:", pathlib.Path(_images.__file__).parent, "| data:", DATA)
+from espcn_jax import image_files as _image_files
+DATA = _image_files.data_root()  # the built-in Set5, Set14, T91, BSD200 (installed with the package)
+print("espcn-jax:", pathlib.Path(_image_files.__file__).parent, "| data:", DATA)
 
 # %% tags=["parameters"]
 CONFIG = "configs/smoke.py"          # a file in espcn_jax/configs/ (the paper's x3 run: "configs/t91_x3_tanh.py")
@@ -213,7 +213,7 @@ if TENSORBOARD and (workdir / "tensorboard").is_dir():
 # %%
 best = workdir / "best.safetensors"
 assert best.is_file(), f"{best} missing: training exports it"
-run_module("espcn_jax.evaluate", "--checkpoint", best, *[a for d in EVAL_DATA for a in ("--data", d)],
+run_module("espcn_jax.evaluate", "--weights", best, *[a for d in EVAL_DATA for a in ("--data", d)],
            "--json", workdir / "eval.json")
 results = json.loads((workdir / "eval.json").read_text())["results"]
 by = {(r["dataset"], r["method"]): r["psnr"] for r in results}

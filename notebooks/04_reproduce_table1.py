@@ -72,9 +72,9 @@ elif importlib.util.find_spec("espcn_jax") is None:
   importlib.invalidate_caches()
 ROOT = CLONE or here  # relative paths (outputs, runs) are taken from here
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-from espcn_jax import images as _images
-DATA = _images.data_root()  # the built-in Set5, Set14, T91, BSD200 (installed with the package)
-print("espcn-jax:", pathlib.Path(_images.__file__).parent, "| data:", DATA)
+from espcn_jax import image_files as _image_files
+DATA = _image_files.data_root()  # the built-in Set5, Set14, T91, BSD200 (installed with the package)
+print("espcn-jax:", pathlib.Path(_image_files.__file__).parent, "| data:", DATA)
 
 # %% tags=["parameters"]
 SCALE = 3                   # Table 1 is x3
@@ -89,7 +89,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown, display
 
-from espcn_jax import evaluate, images, model, paper, weights
+from espcn_jax import evaluate, image_files, model, paper, weights
 
 # Table 1 of Shi et al. 2016 (mean PSNR in dB on Y, x3) and the bicubic baselines the SR literature publishes,
 # transcribed once in espcn_jax/paper.py (the HTML report uses the same numbers).
@@ -120,7 +120,7 @@ PAPER_COLUMN = f"ESPCN ({trained_on}{' relu' if spec.activation == 'relu' else '
 print("compared with the paper's column:", PAPER_COLUMN)
 
 # %%
-folders = {name: images.builtin_dataset_dir(name) for name in DATASETS}
+folders = {name: image_files.builtin_dataset_dir(name) for name in DATASETS}
 for name in ("BSD300", "BSD500"):
   folder = ROOT / EXTERNAL_DIR / f"{name}_test"
   if folder.is_dir():
@@ -186,5 +186,5 @@ if JSON_OUT:
 
 # %% [markdown]
 # The full-size runs behind REPRODUCTION.md: train with `python -m espcn_jax.train` (see `03_train.ipynb`), then
-# `python -m espcn_jax.evaluate --checkpoint <weights> --data set5 --data set14 --data data/external/BSD300_test
+# `python -m espcn_jax.evaluate --weights <weights> --data set5 --data set14 --data data/external/BSD300_test
 # --data data/external/BSD500_test --json table1.json`.

@@ -9,7 +9,7 @@ The step is `python -m espcn_jax.train`'s (x3, 17x17 LR patches from T91 drawn o
 bicubic degradation in the step, Adam + plateau schedule); no validation or checkpointing. Each variant is compiled
 first, then the variants take turns (`--reps` rounds of `--patches` patches each), so a noisy machine affects them
 alike; the median per variant is printed with its ratio to the first variant. "xla" is jax's default compilation,
-"cpu-opts" adds `train_step.CPU_COMPILER_OPTIONS`, "native" runs the net's forward / backward pass in the C++ kernels
+"cpu-opts" adds `xla_options.CPU_COMPILER_OPTIONS`, "native" runs the net's forward / backward pass in the C++ kernels
 of `espcn_jax.native.training` and the rest of the step with jax's default compilation (what `train` uses on the
 CPU; the YNNPACK options only compete with the kernels for the cores), "native-bf16" the same with bf16 dot products
 (`--config.native_bf16`; needs AVX512_BF16).
@@ -24,7 +24,7 @@ import time
 import jax
 import numpy as np
 
-from espcn_jax import input_pipeline, model, optim
+from espcn_jax import data_parallel, image_ops, input_pipeline, model, optim, xla_options
 from espcn_jax import train_step as ts
 
 
@@ -34,12 +34,13 @@ def make_runner(imgs, spec: model.Spec, batch: int, steps_per_call: int, compile
   sampler = input_pipeline.PatchSampler(imgs, patch_size=17 * spec.scale, batch_size=batch, augment=True)
   tx = optim.make(model.init(jax.random.PRNGKey(0), spec), learning_rate=1e-3, min_learning_rate=1e-5,
                   steps_per_epoch=400)
-  mesh = ts.make_mesh()
-  step = ts.make_train_step(spec, tx, degrade_fn=ts.make_degrade(spec.scale), native=native, native_bf16=native_bf16)
-  multi = ts.jit_multi_step(ts.make_multi_step(step, steps_per_call, sampler.sample), mesh, with_batch=False,
-                            compiler_options=compiler_options)
-  box = {"state": ts.put_replicated(ts.create_state(jax.random.PRNGKey(0), spec, tx), mesh)}
-  data = ts.put_replicated(sampler.data, mesh)
+  mesh = data_parallel.make_mesh()
+  step = ts.make_train_step(spec, tx, degrade_fn=image_ops.make_degrade(spec.scale), native=native,
+                            native_bf16=native_bf16)
+  multi = data_parallel.jit_multi_step(ts.make_multi_step(step, steps_per_call, sampler.sample), mesh,
+                                       with_batch=False, compiler_options=compiler_options)
+  box = {"state": data_parallel.put_replicated(ts.create_state(jax.random.PRNGKey(0), spec, tx), mesh)}
+  data = data_parallel.put_replicated(sampler.data, mesh)
 
   def run(num_patches: int) -> float:
     calls = max(1, num_patches // (batch * steps_per_call))
@@ -65,7 +66,7 @@ def main(argv=None) -> None:
   args = p.parse_args(argv)
   spec = model.Spec(scale=3)
   imgs, _ = input_pipeline.load_images(["t91"], channels=1, min_size=17 * spec.scale)
-  opts = {"xla": None, "cpu-opts": ts.compiler_options(jax.default_backend())}
+  opts = {"xla": None, "cpu-opts": xla_options.compiler_options(jax.default_backend())}
   opts["native"] = opts["native-bf16"] = None  # see the docstring
   runs = {f"batch {b:>3}, {k} step(s)/call, {o}": make_runner(imgs, spec, b, k, opts[o], native=o.startswith("native"),
                                                               native_bf16=o == "native-bf16")

@@ -22,17 +22,17 @@ def worker(port: int, pid: int) -> None:
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=pid)
   import numpy as np
-  from espcn_jax import input_pipeline, model, optim, train_step as ts
+  from espcn_jax import data_parallel, image_ops, input_pipeline, model, optim, train_step as ts
   spec = model.Spec(features=(16, 8))
   imgs, _ = input_pipeline.load_images(["t91"], min_size=51)
   sampler = input_pipeline.PatchSampler(imgs[:10], patch_size=51, batch_size=8)
   tx = optim.make(model.init(jax.random.PRNGKey(0), spec), steps_per_epoch=3)
-  mesh = ts.make_mesh()
-  state = ts.put_replicated(ts.create_state(jax.random.PRNGKey(0), spec, tx), mesh)
-  step = ts.make_train_step(spec, tx, degrade_fn=ts.make_degrade(3))
-  multi = ts.jit_multi_step(ts.make_multi_step(step, 1, sampler.sample, ts.batch_sharding(mesh)), mesh,
-                            with_batch=False)
-  data = ts.put_replicated(sampler.data, mesh)
+  mesh = data_parallel.make_mesh()
+  state = data_parallel.put_replicated(ts.create_state(jax.random.PRNGKey(0), spec, tx), mesh)
+  step = ts.make_train_step(spec, tx, degrade_fn=image_ops.make_degrade(3))
+  multi = ts.make_multi_step(step, 1, sampler.sample, data_parallel.batch_sharding(mesh))
+  multi = data_parallel.jit_multi_step(multi, mesh, with_batch=False)
+  data = data_parallel.put_replicated(sampler.data, mesh)
   losses = []
   for _ in range(STEPS):
     state, m = multi(state, data)

@@ -44,7 +44,7 @@ for run in $RUNS; do
   name=${run%%:*}
   scale=${name:1:1}
   if [ -f "$OUT/$name/best.safetensors" ]; then
-    $PY -m espcn_jax.evaluate --checkpoint "$OUT/$name/best.safetensors" --scale "$scale" "${sets[@]}" \
+    $PY -m espcn_jax.evaluate --weights "$OUT/$name/best.safetensors" --scale "$scale" "${sets[@]}" \
       --json "$OUT/$name.eval.json" 2>&1 | grep -v "^\s*$" | sed "s/^/[$name] /" || rc=1
   else
     echo "$name: no best.safetensors (see $OUT/$name.log)"; rc=1

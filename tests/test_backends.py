@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from espcn_jax import backends, benchmark, image_ops, images, inference, model, weights
+from espcn_jax import backends, benchmark, image_files, image_ops, inference, model, weights
 
 
 def _rgb_net():
@@ -23,7 +23,7 @@ NETS = {"y-shipped": weights.pretrained(3), "rgb": _rgb_net()}
 
 def _lr(name, hw, luma: bool):
   """The picture (its Y, MATLAB BT.601, for a luma net) bicubic / 3, an odd-sized crop: (1, h, w, C) float32."""
-  hr = images.load_image(images.builtin_dataset_dir("set5") / name).astype(np.float32) / 255.0
+  hr = image_files.load_image(image_files.builtin_dataset_dir("set5") / name).astype(np.float32) / 255.0
   hr = np.asarray(image_ops.modcrop(hr, 3))
   if luma:
     y = np.asarray(image_ops.luma(hr))

@@ -1,7 +1,6 @@
 """benchmark: timing helper, sizes, the JSON schema, and that the peers really run the same net (same weights)."""
 
 import json
-import time
 
 import jax
 import numpy as np
@@ -15,21 +14,33 @@ def _params(spec):
   return jax.tree_util.tree_map(lambda a: a + 0.05 * jax.random.normal(jax.random.PRNGKey(1), a.shape), p)
 
 
-def test_time_calls_median_and_warmup():
-  calls = []
+def test_time_calls_median_and_warmup(monkeypatch):
+  """A clock that only the calls advance (no sleeping: the machine's load cannot change the result)."""
+  clock = {"t": 0.0}
+  monkeypatch.setattr(benchmark.time, "perf_counter", lambda: clock["t"])
+  durations = iter([5.0, 5.0, 0.1, 0.2, 3.0, 0.5, 0.4])  # two slow warm-up calls, then the 5 timed ones
 
   def fn():
-    calls.append(1)
-    time.sleep(0.01 if len(calls) > 2 else 0.2)  # two slow warm-up calls are not timed
+    clock["t"] += next(durations)
 
   med, ts = benchmark.time_calls(fn, iters=5, warmup=2)
-  assert len(calls) == 7 and len(ts) == 5
-  assert 0.009 < med < 0.1
+  assert ts == pytest.approx([0.1, 0.2, 3.0, 0.5, 0.4], abs=1e-12)  # warm-up calls not timed
+  assert med == pytest.approx(0.4, abs=1e-12)  # the median: one slow call does not move it (the mean: 0.84)
 
 
 def test_resolution_is_the_output_frame():
-  assert inference.lr_size(*benchmark.RESOLUTIONS["1080p"], 3) == (360, 640)
-  assert inference.lr_size(*benchmark.RESOLUTIONS["4k"], 2) == (1080, 1920)
+  """The named resolution is the output frame; where a side is not a multiple of the scale, the LR side is rounded
+  up and the net's output cropped, and the printed line says so."""
+  assert benchmark.frame_sizes("1080p", 3) == {"frame": (1080, 1920), "lr": (360, 640), "net_out": (1080, 1920)}
+  assert benchmark.frame_sizes("4k", 2) == {"frame": (2160, 3840), "lr": (1080, 1920), "net_out": (2160, 3840)}
+  for scale, lr in ((2, (360, 640)), (4, (180, 320))):
+    sizes = benchmark.frame_sizes("720p", scale)
+    assert sizes["lr"] == lr and sizes["net_out"] == sizes["frame"] == (720, 1280)
+    assert benchmark.describe_sizes(sizes) == f"LR {lr[1]}x{lr[0]} -> 1280x720"
+  x3 = benchmark.frame_sizes("720p", 3)
+  assert x3 == {"frame": (720, 1280), "lr": (240, 427), "net_out": (720, 1281)}
+  assert benchmark.describe_sizes(x3) == "LR 427x240 -> 1281x720, cropped to 1280x720"
+  assert benchmark.frame_sizes("1440p", 3)["lr"] == (480, 854)  # 2562 wide, cropped to 2560
   spec = model.Spec()
   assert inference.network_flops(spec, 360, 640) == model.flops_per_lr_pixel(spec) * 230400
   assert 10.3e9 < inference.network_flops(spec, 360, 640) < 10.5e9
@@ -70,7 +81,7 @@ def test_main_writes_the_json_schema(tmp_path, capsys):
   assert rc == 0
   d = json.loads(out.read_text())
   assert isinstance(d["device"], str) and d["resolution"] == "720p" and d["scale"] == 4
-  assert d["lr_size"] == [180, 320]
+  assert d["lr_size"] == [180, 320] and d["frame_size"] == d["net_output_size"] == [720, 1280]
   names = [r["method"] for r in d["results"]]
   assert names[0].startswith("espcn-jax") and any(n.startswith("bicubic") for n in names)
   for r in d["results"]:
@@ -78,7 +89,8 @@ def test_main_writes_the_json_schema(tmp_path, capsys):
     assert r["fps"] == pytest.approx(1000 / r["ms_per_frame"], rel=1e-2)
     if jax.default_backend() == "cpu":
       assert r["cpu_ms_per_frame"] > 0
-  assert "ms/frame" in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert "ms/frame" in out and "720p x4: LR 320x180 -> 1280x720 |" in out
 
 
 def test_psnr_drift_on_set5():

@@ -100,7 +100,7 @@ def test_cli_end_to_end_with_bad_inputs(tmp_path, capsys):
   spec = model.Spec(scale=3, channels=1)
   ckpt = weights.save(tmp_path / "const.safetensors", constant_model(spec, 0.5), spec, {"note": "test"})
   out = tmp_path / "out" / "r.json"
-  rc = evaluate.main(["--checkpoint", str(ckpt), "--data", str(good), "--data", str(tmp_path / "missing"),
+  rc = evaluate.main(["--weights", str(ckpt), "--data", str(good), "--data", str(tmp_path / "missing"),
                       "--data", str(tmp_path / "empty"), "--json", str(out)])
   assert rc == 1
   captured = capsys.readouterr()
@@ -129,13 +129,13 @@ def test_cli_end_to_end_with_bad_inputs(tmp_path, capsys):
   assert not list(out.parent.glob("*.tmp"))
 
 
-def test_cli_checkpoint_problems_exit_2(tmp_path, capsys):
+def test_cli_weights_problems_exit_2_or_1(tmp_path, capsys):
   spec = model.Spec(scale=3, channels=1)
   ckpt = weights.save(tmp_path / "x3.safetensors", constant_model(spec, 0.5), spec)
-  assert evaluate.main(["--checkpoint", str(ckpt), "--scale", "2", "--data", "set5"]) == 2
+  assert evaluate.main(["--weights", str(ckpt), "--scale", "2", "--data", "set5"]) == 2
   assert "x3, not x2" in capsys.readouterr().err
   (tmp_path / "junk.safetensors").write_text("junk")
-  assert evaluate.main(["--checkpoint", str(tmp_path / "junk.safetensors"), "--data", "set5"]) == 2
+  assert evaluate.main(["--weights", str(tmp_path / "junk.safetensors"), "--data", "set5"]) == 1  # an input failed
   err = capsys.readouterr().err
   assert "junk.safetensors" in err and len(err.strip().splitlines()) == 1
 

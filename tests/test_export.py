@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from espcn_jax import export, exporters, model, weights
+from espcn_jax import export, export_formats, model, weights
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install onnx)")
@@ -52,8 +52,8 @@ def nets():
 @pytest.fixture(scope="module")
 def onnx_files(nets, tmp_path_factory):
   d = tmp_path_factory.mktemp("onnx")
-  return {(c, ps): exporters.export(*nets[c], "onnx", d / f"x3_c{c}_{ps}.onnx", pixel_shuffle=ps)
-          for c in (1, 3) for ps in exporters.PIXEL_SHUFFLES}
+  return {(c, ps): export_formats.export(*nets[c], "onnx", d / f"x3_c{c}_{ps}.onnx", pixel_shuffle=ps)
+          for c in (1, 3) for ps in export_formats.PIXEL_SHUFFLES}
 
 
 def _want(nets, c, lr_NxHxWxC):
@@ -71,17 +71,17 @@ def _nchw(x):
 def test_onnx_graph_is_conv_act_depth_to_space(nets, onnx_files):
   m = onnx.load(str(onnx_files[(3, "depth_to_space")]))
   assert [n.op_type for n in m.graph.node] == ["Conv", "Tanh", "Conv", "Tanh", "Conv", "DepthToSpace"]
-  assert m.opset_import[0].version == exporters.DEFAULT_OPSET == 7
+  assert m.opset_import[0].version == export_formats.DEFAULT_OPSET == 7
   dims = [d.dim_param or d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim]
   assert dims == ["N", 3, "H", "W"]
   props = {p.key: p.value for p in m.metadata_props}
   assert model.Spec.from_dict(json.loads(props["espcn.spec"])) == nets[3][1]
-  relu = exporters.onnx_model(nets[1][0], model.Spec(scale=3, activation="relu"), opset=11)
+  relu = export_formats.onnx_model(nets[1][0], model.Spec(scale=3, activation="relu"), opset=11)
   assert [n.op_type for n in relu.graph.node][1] == "Relu"
   assert [a.s for a in relu.graph.node[-1].attribute if a.name == "mode"] == [b"DCR"]
 
 
-@pytest.mark.parametrize("pixel_shuffle", exporters.PIXEL_SHUFFLES)
+@pytest.mark.parametrize("pixel_shuffle", export_formats.PIXEL_SHUFFLES)
 @pytest.mark.parametrize("c", [1, 3])
 def test_onnxruntime_matches_apply_on_real_images(nets, onnx_files, images, c, pixel_shuffle):
   ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
@@ -97,7 +97,7 @@ def test_wrong_depth_to_space_mode_is_caught(nets, images):
   """PyTorch's CRD order instead of our DCR gives a different RGB image (so the tests above check the order)."""
   ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
   for c in (1, 3):
-    m = exporters.onnx_model(*nets[c], opset=11)
+    m = export_formats.onnx_model(*nets[c], opset=11)
     [mode] = [a for a in m.graph.node[-1].attribute if a.name == "mode"]
     mode.s = b"CRD"
     lr = images[c][0]
@@ -114,7 +114,7 @@ def _cv2_net(path):
   return cv2, cv2.dnn.readNet(str(path))
 
 
-@pytest.mark.parametrize("pixel_shuffle", exporters.PIXEL_SHUFFLES)
+@pytest.mark.parametrize("pixel_shuffle", export_formats.PIXEL_SHUFFLES)
 @pytest.mark.parametrize("c", [1, 3])
 def test_opencv_dnn_matches_apply_on_real_images(nets, onnx_files, images, c, pixel_shuffle):
   _, net = _cv2_net(onnx_files[(c, pixel_shuffle)])
@@ -145,24 +145,25 @@ def tf():
 
 @pytest.mark.parametrize("c", [1, 3])
 def test_savedmodel_matches_apply_on_real_images(nets, images, tmp_path, tf, c):
-  path = exporters.export(*nets[c], "savedmodel", tmp_path / "sm")
+  path = export_formats.export(*nets[c], "savedmodel", tmp_path / "sm")
   serve = tf.saved_model.load(str(path)).signatures["serving_default"]
   for lr in images[c]:
     got = serve(lr=tf.constant(lr))["hr"].numpy()
     np.testing.assert_allclose(got, _want(nets, c, lr), atol=1e-5, rtol=0)
   # Re-exporting over an existing SavedModel replaces it (atomically), nothing else is left next to it.
-  exporters.export(*nets[c], "savedmodel", path, tf_builder="tfnn")
+  export_formats.export(*nets[c], "savedmodel", path, tf_builder="tfnn")
   assert sorted(p.name for p in tmp_path.iterdir()) == ["sm"]
-  np.testing.assert_allclose(exporters.run_savedmodel(path, images[c][1]), _want(nets, c, images[c][1]), atol=1e-5, rtol=0)
+  got = export_formats.run_savedmodel(path, images[c][1])
+  np.testing.assert_allclose(got, _want(nets, c, images[c][1]), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("tf_builder", exporters.TF_BUILDERS)
+@pytest.mark.parametrize("tf_builder", export_formats.TF_BUILDERS)
 @pytest.mark.parametrize("c", [1, 3])
 def test_tflite_matches_apply_on_real_images(nets, images, tmp_path, tf, c, tf_builder):
-  path = exporters.export(*nets[c], "tflite", tmp_path / "m.tflite", tf_builder=tf_builder)
-  interpreter = exporters.tflite_interpreter(path)
+  path = export_formats.export(*nets[c], "tflite", tmp_path / "m.tflite", tf_builder=tf_builder)
+  interpreter = export_formats.tflite_interpreter(path)
   for lr in images[c]:  # two sizes, one interpreter
-    got = exporters.run_tflite(path, lr, interpreter)
+    got = export_formats.run_tflite(path, lr, interpreter)
     np.testing.assert_allclose(got, _want(nets, c, lr), atol=1e-5, rtol=0)
   ops = {d["op_name"] for d in interpreter._get_ops_details()}
   assert ("DEPTH_TO_SPACE" in ops) == (tf_builder == "tfnn") and "FLEX" not in str(ops)
@@ -172,7 +173,7 @@ def test_frozen_pb_for_opencv_dnn_superres(nets, images, tmp_path, tf):
   """Zero biases (as after model.init) must be stored in full: OpenCV's TF importer rejects compressed constants."""
   params, spec = nets[1]
   params = dict(params, conv3={"kernel": params["conv3"]["kernel"], "bias": np.zeros(9, np.float32)})
-  path = exporters.export(params, spec, "pb", tmp_path / "ESPCN_x3.pb")
+  path = export_formats.export(params, spec, "pb", tmp_path / "ESPCN_x3.pb")
   graph_def = tf.compat.v1.GraphDef.FromString(path.read_bytes())
   consts = [n.attr["value"].tensor for n in graph_def.node if n.op == "Const"]
   assert len(consts) == 6 and all(len(t.tensor_content) == 4 * np.prod([d.size for d in t.tensor_shape.dim])
@@ -180,10 +181,10 @@ def test_frozen_pb_for_opencv_dnn_superres(nets, images, tmp_path, tf):
   assert [n.op for n in graph_def.node if n.op not in ("Const", "Identity")] == \
       ["Placeholder", "Conv2D", "BiasAdd", "Tanh", "Conv2D", "BiasAdd", "Tanh", "Conv2D", "BiasAdd", "DepthToSpace"]
   for lr in images[1]:
-    got = exporters.run_frozen_graph(path, lr)
+    got = export_formats.run_frozen_graph(path, lr)
     np.testing.assert_allclose(got, np.asarray(model.apply(params, lr, spec)), atol=1e-5, rtol=0)
-  with pytest.raises(exporters.ExportError, match="luma only"):
-    exporters.frozen_graph_bytes(*nets[3])
+  with pytest.raises(export_formats.ExportError, match="luma only"):
+    export_formats.frozen_graph_bytes(*nets[3])
 
 
 def test_opencv_dnn_superres_runs_the_pb(nets, onnx_files, tmp_path):
@@ -191,7 +192,7 @@ def test_opencv_dnn_superres_runs_the_pb(nets, onnx_files, tmp_path):
   cv2 = pytest.importorskip("cv2", reason="opencv is not installed")
   if not hasattr(cv2, "dnn_superres"):
     pytest.skip("cv2.dnn_superres needs opencv-contrib-python(-headless)")
-  path = exporters.export(*nets[1], "pb", tmp_path / "ESPCN_x3.pb")
+  path = export_formats.export(*nets[1], "pb", tmp_path / "ESPCN_x3.pb")
   img = cv2.imread(str(DATA / "Set5" / "bird.png"))[40:100, 30:110]
   sr = cv2.dnn_superres.DnnSuperResImpl_create()
   sr.readModel(str(path))
@@ -214,7 +215,7 @@ def weight_file(nets, tmp_path):
 
 def test_cli_exports_and_verifies(weight_file, tmp_path, capsys):
   out = tmp_path / "sub" / "x3.onnx"
-  assert export.main(["--checkpoint", str(weight_file), "-o", str(out)]) == 0  # format from the suffix
+  assert export.main(["--weights", str(weight_file), "-o", str(out)]) == 0  # format from the suffix
   text = capsys.readouterr().out
   assert f"wrote {out} (onnx, x3" in text and "verified: max |onnx - model.apply|" in text
   assert sorted(p.name for p in out.parent.iterdir()) == ["x3.onnx"]  # no temp files left
@@ -222,7 +223,7 @@ def test_cli_exports_and_verifies(weight_file, tmp_path, capsys):
 
 
 def test_cli_benchmark_times_the_runtimes_side_by_side(weight_file, tmp_path, capsys):
-  assert export.main(["--checkpoint", str(weight_file), "-o", str(tmp_path / "x3.onnx"), "--no-verify",
+  assert export.main(["--weights", str(weight_file), "-o", str(tmp_path / "x3.onnx"), "--no-verify",
                       "--benchmark", "24x16"]) == 0
   text = capsys.readouterr().out
   assert "LR 24x16 -> 72x48" in text and "verified" not in text
@@ -230,8 +231,8 @@ def test_cli_benchmark_times_the_runtimes_side_by_side(weight_file, tmp_path, ca
   assert rows["espcn-jax"] > 0 and (rows.get("onnxruntime", 1) > 0)
 
 
-def _one_line_error(capsys, argv, *needles):
-  assert export.main(argv) == 2
+def _one_line_error(capsys, argv, *needles, code=2):
+  assert export.main(argv) == code
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1 and err.startswith("error: "), err
   for n in needles:
@@ -240,24 +241,24 @@ def _one_line_error(capsys, argv, *needles):
 
 def test_cli_bad_input_gives_one_line_errors(weight_file, tmp_path, capsys):
   w = str(weight_file)
-  _one_line_error(capsys, ["--checkpoint", w, "--format", "caffe", "-o", str(tmp_path / "m.caffemodel")],
+  _one_line_error(capsys, ["--weights", w, "--format", "caffe", "-o", str(tmp_path / "m.caffemodel")],
                   "m.caffemodel", "unknown format")
-  _one_line_error(capsys, ["--checkpoint", str(tmp_path / "nope.safetensors"), "-o", str(tmp_path / "m.onnx")],
-                  "nope.safetensors", "no such weight file")
+  _one_line_error(capsys, ["--weights", str(tmp_path / "nope.safetensors"), "-o", str(tmp_path / "m.onnx")],
+                  "nope.safetensors", "no such weight file", code=1)
   blocker = tmp_path / "a_file"
   blocker.write_text("x")
-  _one_line_error(capsys, ["--checkpoint", w, "-o", str(blocker / "sub" / "m.onnx")], "m.onnx", "a_file is a file")
-  _one_line_error(capsys, ["--variant", "no_such_variant", "-o", str(tmp_path / "m.onnx")], "no shipped weights")
+  _one_line_error(capsys, ["--weights", w, "-o", str(blocker / "sub" / "m.onnx")], "m.onnx", "a_file is a file")
+  _one_line_error(capsys, ["--variant", "no_such_variant", "-o", str(tmp_path / "m.onnx")], "no shipped weights", code=1)
   (tmp_path / "photos").mkdir()
   (tmp_path / "photos" / "keep.jpg").write_text("x")
-  _one_line_error(capsys, ["--checkpoint", w, "--format", "savedmodel", "-o", str(tmp_path / "photos")],
+  _one_line_error(capsys, ["--weights", w, "--format", "savedmodel", "-o", str(tmp_path / "photos")],
                   "photos", "not a SavedModel")
   assert (tmp_path / "photos" / "keep.jpg").is_file()
-  _one_line_error(capsys, ["--checkpoint", w, "--scale", "2", "-o", str(tmp_path / "m.onnx")], "x3", "--scale 2")
-  _one_line_error(capsys, ["--checkpoint", w, "--opset", "5", "-o", str(tmp_path / "m.onnx")], "m.onnx", "opset 5")
+  _one_line_error(capsys, ["--weights", w, "--scale", "2", "-o", str(tmp_path / "m.onnx")], "x3", "--scale 2")
+  _one_line_error(capsys, ["--weights", w, "--opset", "5", "-o", str(tmp_path / "m.onnx")], "m.onnx", "opset 5", code=1)
   rgb = weights.save(tmp_path / "rgb.safetensors", *_params(3, 2))
-  _one_line_error(capsys, ["--checkpoint", str(rgb), "-o", str(tmp_path / "m.pb")], "m.pb", "luma only")
-  _one_line_error(capsys, ["--checkpoint", w, "--benchmark", "640", "-o", str(tmp_path / "m.onnx")], "640")
+  _one_line_error(capsys, ["--weights", str(rgb), "-o", str(tmp_path / "m.pb")], "m.pb", "luma only", code=1)
+  _one_line_error(capsys, ["--weights", w, "--benchmark", "640", "-o", str(tmp_path / "m.onnx")], "640")
   assert not (tmp_path / "m.onnx").exists()
 
 
@@ -265,6 +266,7 @@ def test_one_hot_shuffle_kernel_is_our_depth_to_space():
   from espcn_jax import ps
   c, r = 3, 2
   x = np.random.default_rng(0).random((1, 4, 5, c * r * r), dtype=np.float32)
-  w = exporters.one_hot_shuffle_kernel(c, r)  # (C*r*r, C, r, r): out[r*h+i, r*w+j, c] = sum_k x[h, w, k] w[k, c, i, j]
+  w = export_formats.one_hot_shuffle_kernel(c, r)  # (C*r*r, C, r, r):
+  # out[r*h+i, r*w+j, c] = sum_k x[h, w, k] w[k, c, i, j]
   got = np.einsum("nhwk,kcij->nhiwjc", x, w).reshape(1, 4 * r, 5 * r, c)
   np.testing.assert_array_equal(got, np.asarray(ps.depth_to_space(x, r)))

@@ -64,7 +64,7 @@ def test_upscale_a_folder_with_bad_files_twice_into_itself(files):
   d, src, w = files
   before = _digests(src)
   for _ in range(2):  # the second run must not read the outputs of the first
-    code, _, err = _cli("upscale", src, "-o", src / "x2", "--checkpoint", w, "--quiet")
+    code, _, err = _cli("upscale", src, "-o", src / "x2", "--weights", w, "--quiet")
     assert code == 1
     errs = _errors(err)
     assert len(errs) == 2 and any("truncated.png: truncated image" in e for e in errs), errs
@@ -79,12 +79,12 @@ def test_upscale_a_folder_with_bad_files_twice_into_itself(files):
 def test_export_over_its_own_checkpoint_and_nan_weights(files):
   d, _, w = files
   before = w.read_bytes()
-  code, out, err = _cli("export", "--checkpoint", w, "-o", w, "--format", "onnx")
+  code, out, err = _cli("export", "--weights", w, "-o", w, "--format", "onnx")
   assert code == 2 and "verified" not in out
-  assert _errors(err) == [f"error: {w}: is the --checkpoint file ({w}); refusing to write over it"]
+  assert _errors(err) == [f"error: {w}: is the --weights file ({w}); refusing to write over it"]
   assert w.read_bytes() == before
-  code, _, err = _cli("evaluate", "--checkpoint", d / "nan.safetensors", "--data", "set5", "--json", d / "r.json")
-  assert code == 2 and not (d / "r.json").exists()
+  code, _, err = _cli("evaluate", "--weights", d / "nan.safetensors", "--data", "set5", "--json", d / "r.json")
+  assert code == 1 and not (d / "r.json").exists()  # an input (the weight file) failed
   assert _errors(err) == [f"error: {d / 'nan.safetensors'}: tensor conv1.bias holds 1 NaN/inf value(s); "
                           f"these weights are unusable"]
 
@@ -105,5 +105,5 @@ def test_train_on_a_workdir_in_use_by_another_process(tmp_path):
 
 def test_benchmark_usage_error(tmp_path):
   code, _, err = _cli("benchmark", "--batch", "1", "0", "--peers", "none", "--json", tmp_path / "b.json")
-  assert code == 2 and "--batch must be >= 1, got 0" in err and "Traceback" not in err, err
+  assert code == 2 and "--batch: expected an integer >= 1, got 0" in err and "Traceback" not in err, err
   assert list(tmp_path.iterdir()) == []

@@ -8,7 +8,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
-from espcn_jax import image_ops, images
+from espcn_jax import image_files, image_ops
 from espcn_jax import input_pipeline as ip
 
 
@@ -70,10 +70,10 @@ def test_load_images_skips_and_counts(tmp_path):
 
 
 def test_load_images_errors(tmp_path):
-  with pytest.raises(images.ImageError, match="no images"):
+  with pytest.raises(image_files.ImageError, match="no images"):
     ip.load_images([tmp_path])
   Image.fromarray(np.zeros((5, 5), np.uint8)).save(tmp_path / "tiny.png")
-  with pytest.raises(images.ImageError, match="no usable training image"):
+  with pytest.raises(image_files.ImageError, match="no usable training image"):
     ip.load_images([tmp_path], min_size=10)
 
 

@@ -4,7 +4,7 @@ import pathlib
 
 import pytest
 
-from espcn_jax import evaluate, images, weights
+from espcn_jax import evaluate, image_files, weights
 
 # PSNR (dB, Y, crop_border = scale) on Set5 bird.png, measured when the files were added; bicubic beside it.
 KNOWN_BIRD_PSNR = {
@@ -27,7 +27,7 @@ def test_shipped_weights_known_psnr(scale, variant):
   params, spec = weights.pretrained(scale, variant)
   assert spec.scale == scale and spec.features == (64, 32) and spec.kernel_sizes == (5, 3, 3)
   assert spec.activation == ("relu" if "relu" in variant or "bsd200" in variant else "tanh")
-  hr = images.load_image(images.builtin_dataset_dir("set5") / "bird.png")
+  hr = image_files.load_image(image_files.builtin_dataset_dir("set5") / "bird.png")
   got = evaluate.evaluate_image(hr, scale, params=params, spec=spec)
   want_espcn, want_bicubic = KNOWN_BIRD_PSNR[(scale, variant)]
   assert got["bicubic"][0] == pytest.approx(want_bicubic, abs=0.005)

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from espcn_jax import (atomic_io, benchmark, checkpointing, evaluate, export, images, model, optim, train, train_io,
-                       upscale, video, weights)
+from espcn_jax import (atomic_io, benchmark, checkpointing, evaluate, export, image_files, model, optim, train,
+                       train_io, upscale, video, weights)
 from espcn_jax import train_step as ts
 
 DATA = pathlib.Path(__file__).resolve().parent.parent / "espcn_jax" / "data"
@@ -54,7 +54,7 @@ def test_1_no_command_writes_over_its_own_input(w2, tmp_path, capsys):
   os.symlink(w, tmp_path / "link.onnx")
   os.link(w, tmp_path / "hard.onnx")
   for out in (w, tmp_path / "link.onnx", tmp_path / "hard.onnx"):
-    assert export.main(["--checkpoint", str(w), "-o", str(out), "--format", "onnx"]) == 2
+    assert export.main(["--weights", str(w), "-o", str(out), "--format", "onnx"]) == 2
     _one_line(capsys.readouterr().err, str(out), "refusing")
     assert w.read_bytes() == original
   # upscale: an output that is a hard link of an input is refused too
@@ -62,7 +62,7 @@ def test_1_no_command_writes_over_its_own_input(w2, tmp_path, capsys):
   Image.fromarray(_rgb(8, 8)).save(img)
   os.link(img, tmp_path / "out.png")
   before = img.read_bytes()
-  assert upscale.main([str(img), "-o", str(tmp_path / "out.png"), "--checkpoint", str(w), "--quiet"]) == 1
+  assert upscale.main([str(img), "-o", str(tmp_path / "out.png"), "--weights", str(w), "--quiet"]) == 1
   _one_line(capsys.readouterr().err, "out.png")
   assert img.read_bytes() == before
 
@@ -99,11 +99,11 @@ def test_3_written_files_get_the_mode_open_gives(w2, tmp_path):
   old = os.umask(0o022)
   try:
     weights.save(tmp_path / "w.safetensors", *weights.load(w2)[:2])
-    images.save_image(tmp_path / "a.png", _rgb(4, 4))
+    image_files.save_image(tmp_path / "a.png", _rgb(4, 4))
     evaluate.write_json(tmp_path / "r.json", {"a": 1})
     (tmp_path / "shared.png").write_bytes(b"")
     os.chmod(tmp_path / "shared.png", 0o664)
-    images.save_image(tmp_path / "shared.png", _rgb(4, 4))
+    image_files.save_image(tmp_path / "shared.png", _rgb(4, 4))
   finally:
     os.umask(old)
   for name in ("w.safetensors", "a.png", "r.json"):
@@ -120,8 +120,8 @@ def test_4_exif_orientation_is_applied(w2, tmp_path):
   exif[0x0112] = 6  # "rotate 90 CW to display": a portrait phone photo
   exif[0x010F] = "TestCam"  # Make
   Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif, quality=100)
-  assert images.load_image(tmp_path / "phone.jpg").shape == (10, 6, 3)
-  assert upscale.main([str(tmp_path / "phone.jpg"), "-o", str(tmp_path / "up.jpg"), "--checkpoint", str(w2),
+  assert image_files.load_image(tmp_path / "phone.jpg").shape == (10, 6, 3)
+  assert upscale.main([str(tmp_path / "phone.jpg"), "-o", str(tmp_path / "up.jpg"), "--weights", str(w2),
                        "--quiet"]) == 0
   with Image.open(tmp_path / "up.jpg") as up:
     assert np.asarray(up).shape == (20, 12, 3)
@@ -150,8 +150,8 @@ def test_6_non_finite_weights_are_refused_and_nan_never_verifies(w2, tmp_path, c
   with pytest.raises(weights.WeightsError, match="nan.safetensors: tensor conv2.kernel holds 1 NaN/inf"):
     weights.load(bad)
   # an export whose check gives NaN (e.g. a runtime that overflows) is an error, not "verified"
-  monkeypatch.setattr(export.exporters, "max_error", lambda *a, **k: float("nan"))
-  assert export.main(["--checkpoint", str(w2), "-o", str(tmp_path / "m.onnx")]) == 2
+  monkeypatch.setattr(export.export_formats, "max_error", lambda *a, **k: float("nan"))
+  assert export.main(["--weights", str(w2), "-o", str(tmp_path / "m.onnx")]) == 1
   _one_line(capsys.readouterr().err, "m.onnx", "differs")
 
 
@@ -182,7 +182,7 @@ def test_7_a_truncated_video_is_an_error_unless_partial_output_is_accepted(w2, t
   assert 0 < n < 90 and (tmp_path / "out.mp4").is_file() and "--allow-partial" in notes[0]
   assert video.upscale_video(full, tmp_path / "full_x2.mp4", _nearest, progress=False) == 100
   # the command: exit 1 and one line naming the input; with --allow-partial the output and a note
-  run = lambda *extra: upscale.main([str(cut), "-o", str(tmp_path / "cli.mp4"), "--checkpoint", str(w2), "--quiet",
+  run = lambda *extra: upscale.main([str(cut), "-o", str(tmp_path / "cli.mp4"), "--weights", str(w2), "--quiet",
                                      *extra])
   assert run() == 1 and not (tmp_path / "cli.mp4").exists()
   _one_line(capsys.readouterr().err, f"{cut}: only")
@@ -199,7 +199,7 @@ def test_8_an_output_folder_inside_the_input_folder_is_not_read_back(w2, tmp_pat
   Image.fromarray(_rgb(6, 6)).save(src / "a.png")
   Image.fromarray(_rgb(6, 6, 1)).save(src / "sub" / "b.png")
   for _ in range(2):
-    assert upscale.main([str(src), "-o", str(src / "x2"), "--checkpoint", str(w2), "--quiet"]) == 0
+    assert upscale.main([str(src), "-o", str(src / "x2"), "--weights", str(w2), "--quiet"]) == 0
   outs = sorted(str(p.relative_to(src)) for p in src.rglob("*.png"))
   assert outs == ["a.png", "sub/b.png", "x2/a.png", "x2/sub/b.png"]
 
@@ -208,7 +208,7 @@ def test_8_an_output_folder_inside_the_input_folder_is_not_read_back(w2, tmp_pat
 
 
 def test_9_sixteen_bit_icc_gif_frames_and_jpeg_quality_are_kept(w2, tmp_path, capsys):
-  run = lambda src, out, *extra: upscale.main([str(src), "-o", str(tmp_path / out), "--checkpoint", str(w2),
+  run = lambda src, out, *extra: upscale.main([str(src), "-o", str(tmp_path / out), "--weights", str(w2),
                                                "--quiet", *extra])
   g16 = (np.random.default_rng(0).integers(0, 65536, (6, 7))).astype(np.uint16)
   Image.fromarray(g16).save(tmp_path / "g16.png")
@@ -320,7 +320,7 @@ def test_13_stale_temp_files_of_a_killed_run_are_cleaned_and_never_inputs(w2, tm
     p.write_bytes(b"half a png")
   orbax_tmp = tmp_path / "wd" / "checkpoints" / "3.orbax-checkpoint-tmp-1234"
   orbax_tmp.mkdir(parents=True)
-  assert upscale.main([str(src), "-o", str(out), "--checkpoint", str(w2), "--quiet"]) == 0
+  assert upscale.main([str(src), "-o", str(out), "--weights", str(w2), "--quiet"]) == 0
   assert sorted(p.name for p in out.iterdir()) == ["a.png"]  # the stale temp file is gone, none read as input
   checkpointing.Checkpointer(tmp_path / "wd").close()
   assert not orbax_tmp.exists()
@@ -341,15 +341,15 @@ def test_14_errors_are_one_line_naming_the_file(w2, tmp_path, capsys, monkeypatc
                               metadata=dict(meta, meta="{not json"))
   Image.fromarray(_rgb(6, 6)).save(tmp_path / "in.png")
   for bad in ("name.safetensors", "meta.safetensors"):
-    assert upscale.main([str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "--checkpoint",
+    assert upscale.main([str(tmp_path / "in.png"), "-o", str(tmp_path / "o.png"), "--weights",
                          str(tmp_path / bad)]) == 1
     _one_line(capsys.readouterr().err, str(tmp_path / bad))
-    assert evaluate.main(["--checkpoint", str(tmp_path / bad), "--data", "set5"]) == 2
+    assert evaluate.main(["--weights", str(tmp_path / bad), "--data", "set5"]) == 1
     _one_line(capsys.readouterr().err, str(tmp_path / bad))
   # benchmark --batch 0: a usage error, not an IndexError
   with pytest.raises(SystemExit) as e:
     benchmark.main(["--batch", "0", "--peers", "none"])
-  assert e.value.code == 2 and "--batch must be >= 1" in capsys.readouterr().err
+  assert e.value.code == 2 and "--batch: expected an integer >= 1, got 0" in capsys.readouterr().err
   # a video without frames: the input is named, not "Error opening output files"
   subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i",
                   "testsrc=size=32x24:rate=25", "-frames:v", "0", "-c:v", "libx264", str(tmp_path / "zero.mp4")],
@@ -376,7 +376,7 @@ def test_15_small_ones(tmp_path, capsys):
   _one_line(capsys.readouterr().err, "num_epochs")
   with pytest.raises(SystemExit) as e:
     benchmark.main(["--iters", "0", "--peers", "none"])
-  assert e.value.code == 2 and "--iters must be >= 1" in capsys.readouterr().err
+  assert e.value.code == 2 and "--iters: expected an integer >= 1, got 0" in capsys.readouterr().err
   # a training folder whose name holds "+" is one folder; a diverging first epoch names epoch 1 and no checkpoint
   folder = tmp_path / "my+photos"
   folder.mkdir()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from espcn_jax import evaluate, image_ops, images, model, paper, report, report_html, train, train_io, weights
+from espcn_jax import evaluate, image_files, image_ops, model, paper, report, report_html, train, train_io, weights
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUNS = ROOT / "docs" / "runs"
@@ -47,7 +47,7 @@ def test_compare_scores_set5_like_evaluate(tmp_path):
   path = weights.pretrained_path(3, "t91")
   params, spec, meta = weights.load(path)
   label = report.model_label(path)
-  res = report.evaluate_dataset(images.builtin_dataset_dir("set5"), 3, {label: (params, spec)}, tmp_path,
+  res = report.evaluate_dataset(image_files.builtin_dataset_dir("set5"), 3, {label: (params, spec)}, tmp_path,
                                 dataset="Set5", model_meta={label: meta})
   assert [r["name"] for r in res.rows] == ["baby.png", "bird.png", "butterfly.png", "head.png", "woman.png"]
   assert np.mean([r["scores"]["bicubic"][0] for r in res.rows]) == pytest.approx(30.3922, abs=2e-3)
@@ -85,7 +85,7 @@ def test_crop_tiles_are_the_crops_zoomed_by_nearest_neighbour():
 
 
 def test_colour_crops_keep_each_methods_y():
-  hr = np.asarray(Image.open(images.builtin_dataset_dir("set5") / "bird.png"))
+  hr = np.asarray(Image.open(image_files.builtin_dataset_dir("set5") / "bird.png"))
   spec = weights.load(weights.pretrained_path(3, "t91"))[1]
   comp = report.compare(hr, 3, {"ESPCN": weights.pretrained(3, "t91")}, box=(30, 60, 45))
   assert comp.scores["ESPCN"][0] > comp.scores["bicubic"][0] and spec.scale == 3
@@ -240,8 +240,8 @@ def test_evaluate_cli_report_usage_errors(tmp_path, capsys):
   assert evaluate.main(["--bicubic", "--data", "set5", "--compare", "t91_relu"]) == 2
   assert "--compare needs --report" in capsys.readouterr().err
   x2 = str(weights.pretrained_path(2, "t91"))
-  for bad, msg in ((x2, "x2, not x3"), ("nope", "nope: no such weight file")):
-    assert evaluate.main(["--data", "set5", "--scale", "3", "--report", str(tmp_path / "r"), "--compare", bad]) == 2
+  for bad, msg, code in ((x2, "x2, not x3", 2), ("nope", "nope: no such weight file", 1)):  # usage; a failed input
+    assert evaluate.main(["--data", "set5", "--scale", "3", "--report", str(tmp_path / "r"), "--compare", bad]) == code
     err = capsys.readouterr().err
     assert msg in err and len(err.strip().splitlines()) == 1
   assert not (tmp_path / "r").exists()

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from espcn_jax import checkpointing, train, weights
+from espcn_jax import checkpointing, train, train_config, weights
 
-SMOKE = ["--config", "configs/smoke.py", "--config.data.val=set5"]
+SMOKE = ["--config", str(train_config.CONFIG_DIR / "smoke.py"), "--config.data.val=set5"]  # from any directory
 
 
 def _run(workdir, *extra):

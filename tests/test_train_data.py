@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from espcn_jax import images, train
+from espcn_jax import image_files, train
 
 TINY = ["--config", "configs/smoke.py", "--config.steps_per_epoch=2", "--config.batch_size=4",
         "--config.data.val=", "--config.data.shuffle_buffer=16"]
@@ -25,7 +25,7 @@ def _rows(workdir):
 def folder(tmp_path):
   out = tmp_path / "imgs"
   out.mkdir()
-  for p in images.list_images(images.builtin_dataset_dir("t91"))[:6]:
+  for p in image_files.list_images(image_files.builtin_dataset_dir("t91"))[:6]:
     shutil.copy(p, out)
   return out
 

@@ -1,4 +1,5 @@
-"""Tests of espcn_jax.train_step: the pure step learns, k-step calls equal k single steps, 4 devices equal 1."""
+"""Tests of espcn_jax.train_step (the pure step learns, k-step calls equal k single steps), image_ops.make_degrade,
+xla_options (the options keep the math, unknown ones fall back) and data_parallel (4 devices equal 1)."""
 
 import os
 import subprocess
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from espcn_jax import image_ops, model, optim
+from espcn_jax import data_parallel, image_ops, model, optim, xla_options
 from espcn_jax import train_step as ts
 
 SPEC = model.Spec(scale=2, features=(8, 4))
@@ -20,7 +21,7 @@ def _setup(lr=3e-3):
   params = model.init(jax.random.PRNGKey(0), SPEC)
   tx = optim.make(params, learning_rate=lr, min_learning_rate=lr / 100, steps_per_epoch=5)
   state = ts.create_state(jax.random.PRNGKey(1), SPEC, tx)
-  step = ts.make_train_step(SPEC, tx, degrade_fn=ts.make_degrade(2))
+  step = ts.make_train_step(SPEC, tx, degrade_fn=image_ops.make_degrade(2))
   return state, step
 
 
@@ -42,10 +43,15 @@ def test_loss_decreases_on_a_tiny_problem():
   assert losses[-1] < 0.2 * losses[0]
 
 
-def test_degrade_is_image_ops_bicubic():
+def test_make_degrade_passes_its_settings_on():
+  """The factory the step uses: bicubic by default; the Gaussian blur with the sigma / kernel size it is given."""
   hr = _smooth_batch()
-  np.testing.assert_allclose(ts.make_degrade(2)(hr), image_ops.degrade(hr, 2), atol=1e-6)
-  assert ts.make_degrade(2)(hr).shape == (4, 8, 8, 1)
+  bicubic = image_ops.make_degrade(2)(hr)
+  assert bicubic.shape == (4, 8, 8, 1)
+  np.testing.assert_allclose(bicubic, image_ops.imresize(np.asarray(hr), 0.5), atol=1e-6)
+  wide = image_ops.make_degrade(2, "gaussian", sigma=2.0, kernel_size=9)(hr)
+  np.testing.assert_allclose(wide, image_ops.gaussian_degrade(np.asarray(hr), 2, 2.0, 9), atol=1e-6)
+  assert np.abs(np.asarray(wide) - np.asarray(image_ops.make_degrade(2, "gaussian")(hr))).max() > 1e-3
 
 
 def test_to_model_input():
@@ -78,20 +84,20 @@ def test_multi_step_equals_single_steps_with_sampler():
 
 def test_cpu_compiler_options_keep_the_math():
   """The XLA:CPU YNNPACK fusions (dots, tanh, Adam's update, reductions) are a speed-up, not another model."""
-  assert ts.compiler_options("gpu") is None and ts.compiler_options("tpu") is None
-  opts = ts.compiler_options("cpu")
-  assert opts == ts.CPU_COMPILER_OPTIONS and opts is not ts.CPU_COMPILER_OPTIONS
+  assert xla_options.compiler_options("gpu") is None and xla_options.compiler_options("tpu") is None
+  opts = xla_options.compiler_options("cpu")
+  assert opts == xla_options.CPU_COMPILER_OPTIONS and opts is not xla_options.CPU_COMPILER_OPTIONS
   state, step = _setup()
-  mesh = ts.make_mesh(jax.devices()[:1])
+  mesh = data_parallel.make_mesh(jax.devices()[:1])
   data = {"img": _smooth_batch(8)}
 
   def sample(d, key):
     return d["img"][jax.random.permutation(key, 8)[:4]]
 
   def run(compiler_options):
-    multi = ts.jit_multi_step(ts.make_multi_step(step, 2, sample), mesh, with_batch=False,
-                              compiler_options=compiler_options)
-    s, losses = ts.put_replicated(jax.tree.map(jnp.array, state), mesh), []  # a copy: the state is donated
+    multi = data_parallel.jit_multi_step(ts.make_multi_step(step, 2, sample), mesh, with_batch=False,
+                                         compiler_options=compiler_options)
+    s, losses = data_parallel.put_replicated(jax.tree.map(jnp.array, state), mesh), []  # a copy: the state is donated
     for _ in range(3):
       s, m = multi(s, data)
       losses += np.asarray(m["loss"]).tolist()
@@ -106,31 +112,27 @@ def test_cpu_compiler_options_keep_the_math():
     spec = model.Spec(scale=3)
     params = model.init(jax.random.PRNGKey(0), spec)
     tx = optim.make(params, steps_per_epoch=5)
-    big = ts.make_train_step(spec, tx, degrade_fn=ts.make_degrade(3))
+    big = ts.make_train_step(spec, tx, degrade_fn=image_ops.make_degrade(3))
     args = (ts.create_state(jax.random.PRNGKey(1), spec, tx), jnp.zeros((16, 51, 51, 1), jnp.uint8))
     count = lambda o: jax.jit(big, compiler_options=o).lower(*args).compile().as_text().count('"__ynn_fusion"')
     assert count(opts) > count(None)
 
 
-def test_psnr_y():
-  a = np.zeros((10, 10, 1))
-  assert ts.psnr_y(a, a + 1 / 255, crop_border=2) == pytest.approx(48.1308, abs=1e-3)
-
-
 _DEVICES_SCRIPT = textwrap.dedent("""
   import sys, jax, numpy as np
-  from espcn_jax import model, optim, train_step as ts
+  from espcn_jax import data_parallel, image_ops, model, optim, train_step as ts
   spec = model.Spec(scale=2, features=(8, 4))
   params = model.init(jax.random.PRNGKey(0), spec)
   tx = optim.make(params, learning_rate=3e-3, min_learning_rate=3e-5, steps_per_epoch=5)
-  mesh = ts.make_mesh()
-  state = ts.put_replicated(ts.create_state(jax.random.PRNGKey(1), spec, tx), mesh)
-  step = ts.make_train_step(spec, tx, degrade_fn=ts.make_degrade(2))
+  mesh = data_parallel.make_mesh()
+  state = data_parallel.put_replicated(ts.create_state(jax.random.PRNGKey(1), spec, tx), mesh)
+  step = ts.make_train_step(spec, tx, degrade_fn=image_ops.make_degrade(2))
   rng = np.random.default_rng(0)
   batches = rng.integers(0, 256, (2, 3, 8, 16, 16, 1)).astype(np.uint8)  # 2 calls of 3 steps, global batch 8
-  multi = ts.jit_multi_step(ts.make_multi_step(step, 3, None, ts.batch_sharding(mesh)), mesh, with_batch=True)
+  multi = ts.make_multi_step(step, 3, None, data_parallel.batch_sharding(mesh))
+  multi = data_parallel.jit_multi_step(multi, mesh, with_batch=True)
   for b in batches:
-    state, m = multi(state, ts.put_batch(b, mesh))
+    state, m = multi(state, data_parallel.put_batch(b, mesh))
   print(len(jax.devices()), m["loss"].sharding.is_fully_replicated)
   np.save(sys.argv[1], np.asarray(state.params["conv2"]["kernel"]))
 """)
@@ -162,11 +164,11 @@ def test_two_processes_train_in_lockstep():
 
 
 def test_unknown_cpu_compiler_options_fall_back(monkeypatch):
-  monkeypatch.setattr(ts, "CPU_COMPILER_OPTIONS", {"xla_no_such_option_anywhere": "1"})
-  ts._cpu_options_supported.cache_clear()
+  monkeypatch.setattr(xla_options, "CPU_COMPILER_OPTIONS", {"xla_no_such_option_anywhere": "1"})
+  xla_options._cpu_options_supported.cache_clear()
   try:
-    assert ts.compiler_options("cpu") is None
+    assert xla_options.compiler_options("cpu") is None
   finally:
     monkeypatch.undo()
-    ts._cpu_options_supported.cache_clear()
-  assert ts.compiler_options("gpu") is None
+    xla_options._cpu_options_supported.cache_clear()
+  assert xla_options.compiler_options("gpu") is None

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from espcn_jax import images, inference, model, upscale, video, weights
+from espcn_jax import image_files, inference, model, upscale, video, weights
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +34,16 @@ def test_folder_recursive_formats_gray_alpha_and_bad_file(tmp_path, ckpt, capsys
   Image.fromarray(np.concatenate([_rgb(7, 6, 2), np.full((7, 6, 1), 128, np.uint8)], -1)).save(src / "sub" / "t.png")
   (src / "sub" / "broken.jpg").write_bytes(b"\xff\xd8 nope")
   (src / "notes.txt").write_text("ignored")
-  rc = upscale.main([str(src), "-o", str(tmp_path / "out"), "--checkpoint", str(path), "--quiet"])
+  rc = upscale.main([str(src), "-o", str(tmp_path / "out"), "--weights", str(path), "--quiet"])
   assert rc == 1  # one bad file
   err = capsys.readouterr().err
   assert "broken.jpg" in err and len([l for l in err.splitlines() if l.startswith("error:")]) == 1
   out = tmp_path / "out"
   assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
       "a.png", "sub/g.bmp", "sub/t.png"]
-  a = images.load_image(out / "a.png")
-  np.testing.assert_array_equal(a, inference.Upscaler(params, spec).image(images.load_image(src / "a.png")))
-  g = images.load_image(out / "sub" / "g.bmp")
+  a = image_files.load_image(out / "a.png")
+  np.testing.assert_array_equal(a, inference.Upscaler(params, spec).image(image_files.load_image(src / "a.png")))
+  g = image_files.load_image(out / "sub" / "g.bmp")
   assert g.shape == (18, 16)  # gray stays gray
   with Image.open(out / "sub" / "t.png") as t:
     assert t.mode == "RGBA" and t.size == (12, 14)
@@ -53,7 +53,7 @@ def test_folder_recursive_formats_gray_alpha_and_bad_file(tmp_path, ckpt, capsys
 def test_single_file_output_name_sets_format(tmp_path, ckpt):
   path, _, _ = ckpt
   Image.fromarray(_rgb(8, 9)).save(tmp_path / "x.png")
-  assert upscale.main([str(tmp_path / "x.png"), "-o", str(tmp_path / "y.jpg"), "--checkpoint", str(path),
+  assert upscale.main([str(tmp_path / "x.png"), "-o", str(tmp_path / "y.jpg"), "--weights", str(path),
                        "--quiet"]) == 0
   with Image.open(tmp_path / "y.jpg") as im:
     assert im.format == "JPEG" and im.size == (18, 16)
@@ -63,7 +63,7 @@ def test_never_overwrites_an_input(tmp_path, ckpt, capsys):
   path, _, _ = ckpt
   Image.fromarray(_rgb(8, 9)).save(tmp_path / "x.png")
   before = (tmp_path / "x.png").read_bytes()
-  assert upscale.main([str(tmp_path / "x.png"), "-o", str(tmp_path), "--checkpoint", str(path), "--quiet"]) == 1
+  assert upscale.main([str(tmp_path / "x.png"), "-o", str(tmp_path), "--weights", str(path), "--quiet"]) == 1
   assert "overwrite" in capsys.readouterr().err
   assert (tmp_path / "x.png").read_bytes() == before
 
@@ -73,8 +73,8 @@ def test_missing_input_and_scale_mismatch(tmp_path, ckpt, capsys):
   assert upscale.main([str(tmp_path / "nope.png"), "-o", str(tmp_path / "o"), "--quiet"]) == 1
   assert "nope.png" in capsys.readouterr().err
   Image.fromarray(_rgb(8, 9)).save(tmp_path / "x.png")
-  assert upscale.main([str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--checkpoint", str(path),
-                       "--scale", "3"]) == 1
+  assert upscale.main([str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--weights", str(path),
+                       "--scale", "3"]) == 2  # a usage error
   assert "x2" in capsys.readouterr().err
 
 
@@ -83,7 +83,7 @@ def test_video_through_the_cli(tmp_path, ckpt):
   src = tmp_path / "clip.mp4"
   subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y", "-f", "lavfi", "-i",
                   "testsrc=size=16x12:rate=8", "-t", "0.5", "-pix_fmt", "yuv420p", str(src)], check=True)
-  assert upscale.main([str(src), "-o", str(tmp_path / "o.mp4"), "--checkpoint", str(path), "--quiet"]) == 0
+  assert upscale.main([str(src), "-o", str(tmp_path / "o.mp4"), "--weights", str(path), "--quiet"]) == 0
   meta, frames = video.open_video(tmp_path / "o.mp4")
   assert meta["size"] == (32, 24) and meta["fps"] == 8 and len(list(frames)) == 4
 

@@ -1,8 +1,8 @@
 """Exporting the net for deployment: ONNX (onnxruntime, OpenCV dnn), TF SavedModel, TFLite, OpenCV dnn_superres .pb,
 each checked against `model.apply` by the runners below. The command line is `python -m espcn_jax.export`.
 
-    exporters.export(params, spec, "onnx", "espcn_x3.onnx")        # atomic write; returns the path
-    err = exporters.max_error(params, spec, "onnx", "espcn_x3.onnx", lr_NxHxWxC)
+    export_formats.export(params, spec, "onnx", "espcn_x3.onnx")        # atomic write; returns the path
+    err = export_formats.max_error(params, spec, "onnx", "espcn_x3.onnx", lr_NxHxWxC)
 
 Graphs take any batch, height and width (docs/DEPLOY.md has the details and the pre/post-processing):
 - ONNX: "lr" float32 NCHW (N, C, H, W) in [0, 1] -> "hr" (N, C, rH, rW): Conv, Tanh/Relu, then PS as DepthToSpace
