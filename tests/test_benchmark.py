@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from espcn_jax import benchmark, inference, model
+from espcn_jax import benchmark, inference, model, speed
 
 
 def _params(spec):
@@ -17,13 +17,13 @@ def _params(spec):
 def test_time_calls_median_and_warmup(monkeypatch):
   """A clock that only the calls advance (no sleeping: the machine's load cannot change the result)."""
   clock = {"t": 0.0}
-  monkeypatch.setattr(benchmark.time, "perf_counter", lambda: clock["t"])
+  monkeypatch.setattr(speed.time, "perf_counter", lambda: clock["t"])
   durations = iter([5.0, 5.0, 0.1, 0.2, 3.0, 0.5, 0.4])  # two slow warm-up calls, then the 5 timed ones
 
   def fn():
     clock["t"] += next(durations)
 
-  med, ts = benchmark.time_calls(fn, iters=5, warmup=2)
+  med, ts = speed.time_calls(fn, iters=5, warmup=2)
   assert ts == pytest.approx([0.1, 0.2, 3.0, 0.5, 0.4], abs=1e-12)  # warm-up calls not timed
   assert med == pytest.approx(0.4, abs=1e-12)  # the median: one slow call does not move it (the mean: 0.84)
 
@@ -53,7 +53,7 @@ def test_torch_peer_is_the_same_net(channels):
   params = _params(spec)
   x = np.random.default_rng(0).random((2, 9, 11, channels), np.float32)
   want = np.asarray(inference.forward(params, x, spec, method="conv"))
-  _, _, y = benchmark.torch_peer(benchmark.torch_net(params, spec), x, "float32", False, iters=1, warmup=0)
+  _, _, y = speed.torch_peer(speed.torch_net(params, spec), x, "float32", False, iters=1, warmup=0)
   np.testing.assert_allclose(y, want[0], atol=1e-5)
 
 
@@ -65,12 +65,12 @@ def test_onnx_peers_are_the_same_net(tmp_path, channels):
   params = _params(spec)
   x = np.random.default_rng(1).random((1, 10, 12, channels), np.float32)
   want = np.asarray(inference.forward(params, x, spec, method="conv"))[0]
-  benchmark.export_onnx(params, spec, tmp_path / "n.onnx")
+  speed.export_onnx(params, spec, tmp_path / "n.onnx")
   pytest.importorskip("onnxruntime")
-  _, _, y, _ = benchmark.onnxruntime_peer(tmp_path / "n.onnx", x, iters=1, warmup=0)
+  _, _, y, _ = speed.onnxruntime_peer(tmp_path / "n.onnx", x, iters=1, warmup=0)
   np.testing.assert_allclose(y, want, atol=1e-5)
   pytest.importorskip("cv2")
-  _, _, y, = benchmark.opencv_peer(tmp_path / "n.onnx", x, iters=1, warmup=0)
+  _, _, y, = speed.opencv_peer(tmp_path / "n.onnx", x, iters=1, warmup=0)
   np.testing.assert_allclose(y, want, atol=1e-4)
 
 
@@ -95,6 +95,6 @@ def test_main_writes_the_json_schema(tmp_path, capsys):
 
 def test_psnr_drift_on_set5():
   spec = model.Spec(scale=3)
-  scores = benchmark.psnr_drift(_params(spec), spec, ["float32", "bfloat16"], "set5", "conv")
+  scores = speed.psnr_drift(_params(spec), spec, ["float32", "bfloat16"], "set5", "conv")
   assert set(scores) == {"float32", "bfloat16"}
   assert 0 < abs(scores["bfloat16"] - scores["float32"]) < 0.5

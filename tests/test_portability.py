@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from espcn_jax import benchmark, native
+from espcn_jax import native, speed
 
 
 def test_no_sched_getaffinity_counts_all_cpus_and_says_so_once(monkeypatch, capsys):
@@ -17,9 +17,9 @@ def test_no_sched_getaffinity_counts_all_cpus_and_says_so_once(monkeypatch, caps
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "os.sched_getaffinity is not available" in err[0] and "os.cpu_count" in err[0]
   # The benchmark's CPU description and peak, and the thread counts it gives the peers, use the same fallback.
-  dev, kind = benchmark.device_info()
+  dev, kind = speed.device_info()
   assert kind == "cpu" and f"x{n} threads" in dev
-  peak = benchmark.cpu_peak_gflops()
+  peak = speed.cpu_peak_gflops()
   assert peak is None or peak > 0
   assert capsys.readouterr().err == ""  # said once per process
 
