@@ -35,6 +35,21 @@ def _nearest(r):
   return fn, calls
 
 
+class _NearestNet:
+  """A stand-in for plane_net.PlaneNet: nearest-neighbour x r on the planes, recording the batch shapes."""
+  is_rgb = False
+
+  def __init__(self, r):
+    self.scale, self.calls = r, []
+
+  def luma(self, y):
+    self.calls.append(y.shape)
+    return y.repeat(self.scale, axis=1).repeat(self.scale, axis=2)
+
+  def chroma(self, c):
+    return c.repeat(self.scale, axis=2).repeat(self.scale, axis=3)
+
+
 def test_exact_fps():
   assert video.exact_fps(29.97) == fractions.Fraction(30000, 1001)
   assert video.exact_fps(23.98) == fractions.Fraction(24000, 1001)
@@ -44,10 +59,12 @@ def test_exact_fps():
 
 def test_upscale_video_keeps_frames_rate_and_audio(tmp_path):
   src = _make(tmp_path / "in.mp4")
-  fn, calls = _nearest(2)
-  n = video.upscale_video(src, tmp_path / "out" / "x2.mkv", fn, frames_per_call=5, progress=False)
+  net = _NearestNet(2)
+  times = video.frame_pipeline.StageTimes()
+  n = video.upscale_video(src, tmp_path / "out" / "x2.mkv", net, frames_per_call=5, progress=False, times=times)
   assert n == 12
-  assert calls == [(5, 24, 32, 3)] * 3  # the last batch (2 frames) is padded: one shape, one compile
+  assert net.calls == [(5, 24, 32)] * 4  # Y planes: a warm-up, then 3 batches, the last (2 frames) padded: 1 shape
+  assert {"compile (first call)", "decode", "net", "colour", "encode"} <= set(times.seconds) and times.wall_s > 0
   meta, frames = video.open_video(tmp_path / "out" / "x2.mkv")
   got = list(frames)
   assert len(got) == 12 and got[0].shape == (48, 64, 3)
@@ -60,10 +77,23 @@ def test_upscale_video_keeps_frames_rate_and_audio(tmp_path):
   assert sorted(os.listdir(tmp_path / "out")) == ["x2.mkv"]  # no temp file left
 
 
+def test_a_function_on_rgb_frames_still_works(tmp_path):
+  src = _make(tmp_path / "in.mp4", audio=False)
+  fn, calls = _nearest(2)
+  assert video.upscale_video(src, tmp_path / "o.mp4", fn, frames_per_call=5, progress=False) == 12
+  assert calls == [(5, 24, 32, 3)] * 4  # a probe (for the scale), then 3 batches
+  _, frames = video.open_video(tmp_path / "o.mp4")
+  got = list(frames)
+  _, src_frames = video.open_video(src)
+  first = next(src_frames)
+  src_frames.close()
+  assert len(got) == 12 and np.abs(got[0].astype(int) - first.repeat(2, 0).repeat(2, 1).astype(int)).mean() < 14
+
+
 def test_no_audio_and_odd_sizes(tmp_path):
   src = _make(tmp_path / "in.mp4", size="15x11", rate="10", audio=False)
-  fn, _ = _nearest(3)
-  assert video.upscale_video(src, tmp_path / "o.mp4", fn, frames_per_call=lambda h, w: 4, progress=False) == 10
+  assert video.upscale_video(src, tmp_path / "o.mp4", _NearestNet(3), frames_per_call=lambda h, w: 4,
+                             progress=False) == 10
   meta, frames = video.open_video(tmp_path / "o.mp4")
   assert meta["size"] == (46, 34)  # 45x33 padded to even for 4:2:0
   assert not meta["has_audio"] and meta["fps"] == 10
@@ -72,7 +102,7 @@ def test_no_audio_and_odd_sizes(tmp_path):
 
 def test_preset_is_passed_to_libx264_and_checked(tmp_path):
   src = _make(tmp_path / "in.mp4", audio=False)
-  fn, _ = _nearest(2)
+  fn = _NearestNet(2)
   assert video.upscale_video(src, tmp_path / "fast.mp4", fn, frames_per_call=4, preset="ultrafast",
                              progress=False) == 12
   assert video.upscale_video(src, tmp_path / "slow.mp4", fn, frames_per_call=4, preset="veryslow",
