@@ -86,3 +86,28 @@ def test_dash_cannot_mix_with_files(capsys):
     with pytest.raises(SystemExit) as e:
       upscale.main(argv)
     assert e.value.code == 2 and "'-' cannot mix with files" in capsys.readouterr().err
+
+
+_NOISY = r"""
+import os, sys
+from espcn_jax import plane_net, upscale
+luma = plane_net.PlaneNet.luma
+def noisy(self, y):
+  print("a stray print")
+  os.write(1, b"a stray write to fd 1\n")
+  return luma(self, y)
+plane_net.PlaneNet.luma = noisy
+sys.exit(upscale.main(["-", "-o", "-", "--quiet"]))
+"""
+
+
+def test_stray_output_of_libraries_goes_to_stderr(clip):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+  y4m_in = subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-i", str(clip), "-frames:v", "2", "-f",
+                           "yuv4mpegpipe", "-"], capture_output=True, check=True).stdout
+  res = subprocess.run([sys.executable, "-c", _NOISY], input=y4m_in, capture_output=True, env=env, timeout=120)
+  assert res.returncode == 0, res.stderr.decode()[-2000:]
+  out = io.BytesIO(res.stdout)
+  header = y4m.read_header(out, "stdout")
+  assert len(list(y4m.read_frames(out, header, "stdout"))) == 2
+  assert b"a stray print" in res.stderr and b"a stray write to fd 1" in res.stderr

@@ -141,3 +141,24 @@ def test_demo_clip_script_makes_the_readme_clip(tmp_path):
   assert meta["size"] == (64, 36) and meta["fps"] == 10 and meta["has_audio"] and len(got) == 10
   assert np.abs(got[-1].astype(int) - got[0].astype(int)).mean() > 5  # it pans
   assert sorted(os.listdir(tmp_path)) == ["clip.mp4"]  # no temp file left
+
+
+def test_colour_tags_and_chroma_format_follow_the_input():
+  assert video._colour_tags("yuv420p(tv, bt709, progressive)") == [
+      "-color_range", "tv", "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"]
+  assert video._colour_tags("yuv420p(pc, bt470bg/bt470bg/smpte170m)") == [
+      "-color_range", "pc", "-colorspace", "bt470bg", "-color_primaries", "bt470bg", "-color_trc", "smpte170m"]
+  assert video._colour_tags("yuv420p(progressive)") == [] and video._colour_tags(None) == []
+  assert video._is_420("yuv420p(tv, progressive)") and video._is_420("yuvj420p(pc)") and video._is_420(None)
+  assert not video._is_420("yuv444p(progressive)") and not video._is_420("rgb24")
+
+
+def test_output_is_tagged_like_the_input(tmp_path):
+  src = tmp_path / "in.mp4"
+  subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=10",
+                  "-t", "0.5", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-colorspace", "bt709", "-color_primaries",
+                  "bt709", "-color_trc", "bt709", "-color_range", "tv", str(src)], check=True)
+  video.upscale_video(src, tmp_path / "o.mp4", _NearestNet(2), frames_per_call=4, progress=False)
+  meta, frames = video.open_video(tmp_path / "o.mp4")
+  frames.close()
+  assert "bt709" in meta["pix_fmt"] and "tv" in meta["pix_fmt"]
