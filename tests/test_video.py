@@ -97,7 +97,11 @@ def test_no_audio_and_odd_sizes(tmp_path):
   meta, frames = video.open_video(tmp_path / "o.mp4")
   assert meta["size"] == (46, 34)  # 45x33 padded to even for 4:2:0
   assert not meta["has_audio"] and meta["fps"] == 10
-  frames.close()
+  got = list(frames)
+  _, src_frames = video.open_video(src)
+  want = np.pad(next(src_frames).repeat(3, 0).repeat(3, 1), ((0, 1), (0, 1), (0, 0)), mode="edge")
+  src_frames.close()
+  assert len(got) == 10 and np.abs(got[0].astype(int) - want.astype(int)).mean() < 14  # (4:2:0 twice, tiny)
 
 
 def test_preset_is_passed_to_libx264_and_checked(tmp_path):
