@@ -33,8 +33,9 @@ _DTYPES = {"float32": None, "bfloat16": "bfloat16", "float16": "float16"}
 
 def _parse(argv):
   p = argparse.ArgumentParser(prog="python -m espcn_jax.upscale", description=__doc__.split("\n\n")[0])
-  p.add_argument("inputs", nargs="+", metavar="INPUT", help="image/video files or folders (searched recursively)")
-  p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+  p.add_argument("inputs", nargs="+", metavar="INPUT",
+                 help="image/video files or folders (searched recursively); - : a y4m stream on stdin (with -o -)")
+  p.add_argument("-o", "--output", required=True, help="output file (one input) or folder; - : y4m on stdout")
   p.add_argument("--scale", type=int, default=None, help="upscaling factor (default 3, or the checkpoint's)")
   p.add_argument("--checkpoint", default=None, help="weight file (.safetensors from espcn_jax.weights.save)")
   p.add_argument("--tile", type=int, default=512, help="largest LR canvas side; bigger pictures are tiled")

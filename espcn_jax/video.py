@@ -124,7 +124,7 @@ def _is_420(pix_fmt: str | None) -> bool:
   return (pix_fmt or "yuv420p").startswith(("yuv420", "yuvj420", "yuva420", "nv12", "nv21"))
 
 
-def _open_planes(path: pathlib.Path, meta: dict, sub: tuple[int, int] | None):
+def _open_planes(path: pathlib.Path, meta: dict, sub: tuple[int, int]):
   """Frames of `path` as uint8 planes (Y (H, W), CbCr (2, h, w)): yuv420p (sub (2, 2)) or yuv444p (sub (1, 1))."""
   import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
   w, h = meta["size"]

@@ -8,7 +8,9 @@ and `ffmpeg -i clip.mp4 -vf scale=W:H:flags=bicubic -c:v libx264 -preset P ff.mp
 right after the other (the order alternates between rounds, so a machine that gets busier or quieter favours
 neither), wall time of each process. ffmpeg runs twice: as written (libx264's default CRF 23) and with our CRF
 (`-crf 10`, what `upscale` asks libx264 for: imageio-ffmpeg's quality 8), so the encoders do the same work; the ratio
-at the same CRF is the fair one. The JSON keeps every time, our per-stage table, the file sizes, and the quality of
+at the same CRF is the fair one. CPU seconds (user + sys of each command and the ffmpeg it waits for) are
+recorded too: on a shared machine they depend less on the other load than wall time, and on an idle one where
+both keep every core busy, their ratio is about the wall-time ratio. The JSON keeps every time, our per-stage table, the file sizes, and the quality of
 each encoded output: PSNR of sampled decoded frames against the frames before encoding (ours: the net's Y'CbCr
 planes, recomputed; ffmpeg's: its bicubic frames). The clip comes from scripts/make_demo_clip.py.
 Streaming: the first `--stream-seconds` of the clip as y4m, fed to `upscale - -o -` at the clip's frame rate;
@@ -23,6 +25,7 @@ import json
 import os
 import pathlib
 import platform
+import resource
 import subprocess
 import sys
 import threading
@@ -43,13 +46,16 @@ def _ffmpeg():
   return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def _timed(cmd) -> tuple[float, str]:
+def _timed(cmd) -> tuple[float, float, str]:
+  """(wall s, CPU s of the process and the ones it waited for (its ffmpeg), stderr)."""
+  ru = resource.getrusage(resource.RUSAGE_CHILDREN)
   t = time.perf_counter()
   res = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=REPO)
   wall = time.perf_counter() - t
+  ru2 = resource.getrusage(resource.RUSAGE_CHILDREN)
   if res.returncode != 0:
     raise RuntimeError(f"{' '.join(map(str, cmd))} failed: {res.stderr.strip()[-2000:]}")
-  return wall, res.stderr
+  return wall, (ru2.ru_utime - ru.ru_utime) + (ru2.ru_stime - ru.ru_stime), res.stderr
 
 
 def _stage_table(stderr: str) -> dict:
@@ -188,19 +194,24 @@ def main(argv=None) -> int:
                                                                                         str(ff_crf)])]
       row = {"order": [], "load_avg": os.getloadavg()[0]}
       for name, cmd in (jobs if rnd % 2 == 0 else jobs[::-1]):
-        wall, err = _timed(cmd)
+        wall, cpu, err = _timed(cmd)
         row[f"{name}_s"] = round(wall, 2)
+        row[f"{name}_cpu_s"] = round(cpu, 2)
         row["order"].append(name)
         if name == "ours":
           row["stages_s"] = _stage_table(err)
         print(f"{preset} round {rnd}: {name} {wall:.1f} s", file=sys.stderr)
       row["ratio_vs_ffmpeg"] = round(row["ours_s"] / row["ffmpeg_s"], 2)
       row["ratio_vs_ffmpeg_same_crf"] = round(row["ours_s"] / row["ffmpeg_crf10_s"], 2)
+      row["cpu_ratio_vs_ffmpeg"] = round(row["ours_cpu_s"] / row["ffmpeg_cpu_s"], 2)
+      row["cpu_ratio_vs_ffmpeg_same_crf"] = round(row["ours_cpu_s"] / row["ffmpeg_crf10_cpu_s"], 2)
       runs.append(row)
     result["presets"][preset] = {
         "rounds": runs,
         "ratio_median": float(np.median([x["ratio_vs_ffmpeg"] for x in runs])),
         "ratio_same_crf_median": float(np.median([x["ratio_vs_ffmpeg_same_crf"] for x in runs])),
+        "cpu_ratio_median": float(np.median([x["cpu_ratio_vs_ffmpeg"] for x in runs])),
+        "cpu_ratio_same_crf_median": float(np.median([x["cpu_ratio_vs_ffmpeg_same_crf"] for x in runs])),
         "bytes": {"ours": ours.stat().st_size, "ffmpeg": ff.stat().st_size, "ffmpeg_crf10": ff_crf.stat().st_size},
         "quality": _quality(clip, ours, ff, ff_crf, w, h, r, args.every)}
     print(json.dumps(result["presets"][preset], indent=1), file=sys.stderr)
