@@ -25,11 +25,10 @@ class OutputClosed(Exception):
   """The reader of the output stream went away (e.g. the player was closed)."""
 
 
-def upscale_y4m(inp, out, net, *, name: str = "stdin", depth: int = 2, times: frame_pipeline.StageTimes | None = None,
-                on_frame=None) -> int:
+def upscale_y4m(inp, out, net, *, name: str = "stdin", depth: int = 2,
+                times: frame_pipeline.StageTimes | None = None) -> int:
   """Upscales the y4m stream `inp` (binary, readable) into `out` (binary, writable) with `net`; returns the frames
-  written. y4m.Y4MError (naming `name`) for a malformed stream; OutputClosed when `out` is closed by its reader.
-  `on_frame(i)` is called after frame i is written and flushed (latency measurements)."""
+  written. y4m.Y4MError (naming `name`) for a malformed stream; OutputClosed when `out` is closed by its reader."""
   header = y4m.read_header(inp, name)
   r = net.scale
   oh, ow = r * header.height, r * header.width
@@ -51,8 +50,6 @@ def upscale_y4m(inp, out, net, *, name: str = "stdin", depth: int = 2, times: fr
       out.flush()
     except (BrokenPipeError, ConnectionResetError) as e:
       raise OutputClosed(f"the output stream was closed by its reader after {written[0]} frame(s)") from e
-    if on_frame is not None:
-      on_frame(written[0])
     written[0] += 1
 
   try:
