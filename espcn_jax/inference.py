@@ -275,7 +275,7 @@ class Upscaler:
     return np.asarray(self._frames(self.params, f))
 
   def image(self, img):
-    """A picture as `images.load_image` gives it (uint8 or float in [0, 1]; (H, W), (H, W, 1|2|3|4)) -> the same
+    """A picture as `image_files.load_image` gives it (uint8 or float in [0, 1]; (H, W), (H, W, 1|2|3|4)) -> the same
     layout x scale, uint8 if the input was uint8 else float32 clipped to [0, 1].
 
     Colour with a luma net: Y by the net, Cb and Cr by bicubic (the paper's protocol); with an RGB net: RGB by the

@@ -3,15 +3,18 @@
     python -m espcn_jax.upscale photo.jpg -o photo_x3.png
     python -m espcn_jax.upscale data/Set5 data/Set14 clip.mp4 -o out/ --scale 3
     python -m espcn_jax.upscale big.tif -o big_x3.tif --weights runs/x3/best.safetensors --tile 256
+    ffmpeg -i in.mkv -f yuv4mpegpipe - | python -m espcn_jax.upscale - -o - | ffplay -     # streaming (y4m)
 
 Colour pictures: Y through the net, Cb and Cr by bicubic (an RGB net takes RGB); grayscale stays grayscale; alpha is
 upscaled by bicubic and kept. One input file and an output name with an image/video suffix: that file. Otherwise
 OUTPUT is a folder: files keep their names, folders their relative layout (under the folder's name when several
 inputs are given); an output folder inside an input folder is not read back. Inputs (and --weights) are never
 overwritten, also through links; a bad file prints one line naming it, the rest are processed and the exit code is
-1. Pictures keep what their output format can hold (EXIF orientation applied, 16-bit grayscale, alpha, ICC profile,
-GIF frames: espcn_jax.image_files), with one note per file on what it cannot. Shipped weights (--variant) or --weights;
-random weights only with --random-weights. No TensorFlow is imported.
+1. Videos are decoded, upscaled and encoded at the same time (--verbose prints where the time went); `- -o -`
+reads a y4m stream from standard input and writes the upscaled one to standard output (espcn_jax.stream). Pictures
+keep what their output format can hold (EXIF orientation applied, 16-bit grayscale, alpha, ICC profile, GIF frames:
+espcn_jax.image_files), with one note per file on what it cannot. Shipped weights (--variant) or --weights; random
+weights only with --random-weights. No TensorFlow is imported.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ import sys
 
 import numpy as np
 
-from espcn_jax import atomic_io, cli, image_files, inference, model, video, weights
+from espcn_jax import (atomic_io, cli, frame_pipeline, image_files, inference, model, plane_net, stream, video,
+                       weights)
 
 def _parse(argv):
   p = cli.parser("python -m espcn_jax.upscale", __doc__.split("\n\n")[0])
-  p.add_argument("inputs", nargs="+", metavar="INPUT", help="image/video files or folders (searched recursively)")
-  p.add_argument("-o", "--output", required=True, help="output file (one input) or folder")
+  p.add_argument("inputs", nargs="+", metavar="INPUT",
+                 help="image/video files or folders (searched recursively); - : a y4m stream on stdin (with -o -)")
+  p.add_argument("-o", "--output", required=True, help="output file (one input) or folder; - : y4m on stdout")
   p.add_argument("--scale", type=int, default=None, help="upscaling factor (None: the weights', else 3)")
   cli.add_weights(p)
   p.add_argument("--tile", type=cli.positive_int, default=512, help="largest LR canvas side; bigger pictures are tiled")
@@ -43,7 +48,11 @@ def _parse(argv):
   p.add_argument("--random-weights", action="store_true",
                  help="without shipped weights for the scale: random ones (tests only; NOT super-resolved)")
   p.add_argument("--quiet", action="store_true", help="no progress bars")
+  p.add_argument("--verbose", action="store_true",
+                 help="print each video's time per stage (decode, net, colour, encode, waiting) to stderr")
   args = p.parse_args(argv)
+  if ("-" in args.inputs or args.output == "-") and (args.inputs != ["-"] or args.output != "-"):
+    p.error("streaming is `- -o -` (a y4m stream in on stdin, out on stdout); '-' cannot mix with files")
   if not 1 <= args.quality <= 100:
     p.error(f"--quality must be in 1-100, got {args.quality}")
   return args
@@ -63,7 +72,7 @@ def _load_net(weight_file, scale, random_weights: bool = False, variant: str = "
     if not random_weights:
       raise weights.WeightsError(f"{e}; give --weights (or --random-weights to test with random ones)") from None
     import jax  # pylint: disable=import-outside-toplevel
-    print(f"warning: using RANDOM weights: the output is NOT super-resolved", file=sys.stderr)
+    print("warning: using RANDOM weights: the output is NOT super-resolved", file=sys.stderr)
     spec = model.Spec(scale=scale)
     return model.init(jax.random.PRNGKey(0), spec), spec
 
@@ -121,11 +130,32 @@ def upscale_image_file(up: inference.Upscaler, src: pathlib.Path, dst: pathlib.P
   return pic.notes + image_files.write_picture(dst, pic.with_frames(frames), quality=quality)
 
 
+def _stream(args, params, spec, dtype) -> int:
+  """`- -o -`: y4m from stdin to stdout (espcn_jax.stream); messages to stderr only."""
+  times = frame_pipeline.StageTimes()
+  with stream.stdout_for_stream() as out:
+    try:
+      net = plane_net.PlaneNet(params, spec, dtype=dtype, method=args.method)
+      n = stream.upscale_y4m(sys.stdin.buffer, out, net, name="stdin", times=times)
+    except stream.OutputClosed as e:
+      print(f"note: stdout: {e}", file=sys.stderr)
+      return cli.OK
+    except (ValueError, OSError) as e:  # Y4MError is a ValueError
+      print(f"error: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}", file=sys.stderr)
+      return cli.FAILED
+  if args.verbose:
+    print(times.table(n), file=sys.stderr)
+  if not args.quiet:
+    print(f"{n} frame(s) upscaled x{spec.scale}: stdin -> stdout", file=sys.stderr)
+  return cli.OK
+
+
 @cli.exits_130_on_interrupt
 def main(argv) -> int:
   args = _parse(argv)
+  streaming = args.inputs == ["-"]
   try:
-    jobs = plan_jobs(args.inputs, args.output)
+    jobs = [] if streaming else plan_jobs(args.inputs, args.output)
     params, spec = _load_net(args.weights, args.scale, args.random_weights, args.variant)
   except cli.UsageError as e:
     print(f"error: {e}", file=sys.stderr)
@@ -142,6 +172,9 @@ def main(argv) -> int:
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     return cli.FAILED
+  if streaming:
+    return _stream(args, params, spec, dtype)
+  planes = plane_net.PlaneNet(params, spec, dtype=dtype, method=args.method)
   inputs = [p for p, _ in jobs] + ([args.weights] if args.weights else [])
   written: set = set()
   failed = 0
@@ -157,9 +190,11 @@ def main(argv) -> int:
       if video.is_video(src):
         if not video.is_video(dst):
           raise ValueError(f"{dst}: a video ({src.name}) needs a video output name")
-        notes = []
-        video.upscale_video(src, dst, up.frames, frames_per_call=up.frames_per_call, preset=args.preset,
-                            progress=not args.quiet, allow_partial=args.allow_partial, notes=notes)
+        notes, times = [], frame_pipeline.StageTimes()
+        n = video.upscale_video(src, dst, planes, frames_per_call=up.frames_per_call, preset=args.preset,
+                                progress=not args.quiet, allow_partial=args.allow_partial, notes=notes, times=times)
+        if args.verbose:
+          bar.write(f"{src}: time per stage (they overlap)\n{times.table(n)}", file=sys.stderr)
       else:
         if video.is_video(dst):
           raise ValueError(f"{dst}: an image ({src.name}) needs an image output name")

@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import fractions
 import pathlib
+import time
 import warnings
 from typing import Callable
 
 import numpy as np
 
-from espcn_jax import atomic_io
+from espcn_jax import atomic_io, frame_pipeline, plane_net
 
 VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 _CODECS = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".webm": "libvpx-vp9", ".avi": "mpeg4"}
@@ -48,7 +49,8 @@ def exact_fps(fps: float) -> fractions.Fraction:
 
 
 def open_video(path):
-  """Returns (meta, frames): meta has fps (Fraction), size (W, H), has_audio, n_frames (estimate or None);
+  """Returns (meta, frames): meta has fps (Fraction), size (W, H), has_audio, n_frames (estimate or None), codec,
+  pix_fmt (ffmpeg's description, e.g. "yuv420p(tv, bt709, progressive)");
   frames yields uint8 (H, W, 3) arrays. Raises VideoError naming the file."""
   import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
   path = pathlib.Path(path)
@@ -66,7 +68,8 @@ def open_video(path):
   fps = exact_fps(raw.get("fps") or 25.0)
   duration = raw.get("duration")
   meta = {"fps": fps, "size": (w, h), "has_audio": bool(raw.get("audio_codec")),
-          "n_frames": int(round(duration * float(fps))) if duration else None, "codec": raw.get("codec")}
+          "n_frames": int(round(duration * float(fps))) if duration else None, "codec": raw.get("codec"),
+          "pix_fmt": raw.get("pix_fmt")}
 
   def frames():
     try:
@@ -78,18 +81,6 @@ def open_video(path):
       gen.close()
 
   return meta, frames()
-
-
-def _batches(frames, n: int):
-  """Groups frames into (k, H, W, 3) arrays with k = n except maybe the last."""
-  buf = []
-  for f in frames:
-    buf.append(f)
-    if len(buf) == n:
-      yield np.stack(buf)
-      buf = []
-  if buf:
-    yield np.stack(buf)
 
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -109,11 +100,74 @@ def _check_complete(src: pathlib.Path, meta: dict, n_read: int, allow_partial: b
     notes.append(f"{src}: {msg}; kept the {n_read} frames read (--allow-partial)")
 
 
-def upscale_video(src, dst, frames_fn: Callable, *, frames_per_call: int | Callable = 4, quality: float = 8,
-                  preset: str | None = None, progress: bool = True, allow_partial: bool = False,
-                  notes: list | None = None) -> int:
-  """Upscales every frame of `src` into `dst` (format from its extension); returns the number of frames.
+def _colour_tags(pix_fmt: str | None) -> list[str]:
+  """ffmpeg output options that tag the encoded stream with the input's range and colour matrix / primaries /
+  transfer (the planes pass through unconverted), from ffmpeg's description, e.g. "yuv420p(tv, bt709, progressive)"
+  or "yuv420p(pc, bt470bg/bt470bg/smpte170m)". Nothing for what the input does not say."""
+  if not pix_fmt or "(" not in pix_fmt:
+    return []
+  out = []
+  for tok in (t.strip() for t in pix_fmt.split("(", 1)[1].rstrip(")").split(",")):
+    if tok in ("tv", "pc"):
+      out += ["-color_range", tok]
+    elif tok.startswith(("bt", "smpte", "fcc", "ycgco", "unknown")) or "/" in tok:
+      parts = tok.split("/")
+      cs, prim, trc = (parts + parts[-1:] * 2)[:3] if len(parts) < 3 else parts[:3]
+      for opt, v in (("-colorspace", cs), ("-color_primaries", prim), ("-color_trc", trc)):
+        if v not in ("unknown", "reserved"):
+          out += [opt, v]
+  return out
 
+
+def _is_420(pix_fmt: str | None) -> bool:
+  """Whether the input's chroma is 4:2:0 (then it travels as such; else as 4:4:4, so no chroma detail is lost)."""
+  return (pix_fmt or "yuv420p").startswith(("yuv420", "yuvj420", "yuva420", "nv12", "nv21"))
+
+
+def _open_planes(path: pathlib.Path, meta: dict, sub: tuple[int, int]):
+  """Frames of `path` as uint8 planes (Y (H, W), CbCr (2, h, w)): yuv420p (sub (2, 2)) or yuv444p (sub (1, 1))."""
+  import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
+  w, h = meta["size"]
+  pix_fmt, bits = ("yuv420p", 12) if sub == (2, 2) else ("yuv444p", 24)
+  ch, cw = h // sub[0], w // sub[1]
+  gen = imageio_ffmpeg.read_frames(str(path), pix_fmt=pix_fmt, bits_per_pixel=bits)
+  try:
+    with _quiet_fork():
+      next(gen)
+    for buf in gen:
+      a = np.frombuffer(buf, np.uint8)
+      yield a[:h * w].reshape(h, w), a[h * w:].reshape(2, ch, cw)
+  except RuntimeError as e:
+    raise VideoError(f"{path}: error while decoding ({str(e).strip().splitlines()[-1]})") from e
+  finally:
+    gen.close()
+
+
+def _plane_batches(frames, n: int):
+  """Groups (Y, CbCr) frames into batches of exactly n (the last padded with copies of its last frame, so the jitted
+  net compiles once); yields (k real frames, Y (n, H, W), CbCr (n, 2, h, w))."""
+  ys, cs = [], []
+  for y, c in frames:
+    ys.append(y)
+    cs.append(c)
+    if len(ys) == n:
+      yield n, np.stack(ys), np.stack(cs)
+      ys, cs = [], []
+  if ys:
+    k = len(ys)
+    yield k, np.stack(ys + ys[-1:] * (n - k)), np.stack(cs + cs[-1:] * (n - k))
+
+
+def upscale_video(src, dst, net, *, frames_per_call: int | Callable = 4, quality: float = 8,
+                  preset: str | None = None, progress: bool = True, allow_partial: bool = False,
+                  notes: list | None = None, times: frame_pipeline.StageTimes | None = None, depth: int = 2) -> int:
+  """Upscales every frame of `src` into `dst` (format from its extension) with `net` (a plane_net.PlaneNet, or any
+  object with its `scale`, `is_rgb`, `luma`, `chroma`, `rgb`; or a function on uint8 RGB frames (B, H, W, 3) ->
+  (B, rH, rW, 3), e.g. `Upscaler.frames`, slower: plane_net.FramesFnNet); returns the number of frames.
+
+  Decoding (ffmpeg), the net (+ chroma bicubic) and encoding (ffmpeg) overlap: frame_pipeline with `depth` batches
+  queued between stages (memory stays flat); their times go to `times`. Frames travel as Y'CbCr 4:2:0 planes (4:4:4
+  for other sources and odd sizes), never RGB; the output is tagged with the input's colour range and matrix.
   Batches always have `frames_per_call` frames (the last is padded and cropped), so the jitted net compiles once;
   it may be a function of the frame size (h, w), e.g. `Upscaler.frames_per_call`.
   Audio is stream-copied when `dst` has the same container as `src` (or is .mkv), else re-encoded with the
@@ -132,57 +186,80 @@ def upscale_video(src, dst, frames_fn: Callable, *, frames_per_call: int | Calla
     raise VideoError(f"{dst}: refusing to overwrite the input")
   if preset is not None and preset not in X264_PRESETS:
     raise VideoError(f"{dst}: unknown preset {preset!r}; use one of {', '.join(X264_PRESETS)}")
-  meta, frames = open_video(src)
+  meta, probe = open_video(src)
+  probe.close()
   if callable(frames_per_call):
     frames_per_call = frames_per_call(meta["size"][1], meta["size"][0])
   with atomic_io.replacing(dst) as tmp:
-    return _encode(src, dst, tmp, meta, frames, frames_fn, frames_per_call, quality, preset, progress,
-                   allow_partial, notes)
+    return _encode(src, dst, tmp, meta, net, int(frames_per_call), quality, preset, progress, allow_partial,
+                   notes, times, depth)
 
 
-def _encode(src, dst, tmp, meta, frames, frames_fn, frames_per_call, quality, preset, progress, allow_partial,
-            notes) -> int:
-  """The frames of `src` through `frames_fn` into the temp file `tmp` of `dst` (same suffix)."""
+def _start_writer(src, tmp, meta, size, pix_fmt_in, quality, preset):
   import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
   ext = tmp.suffix.lower()
-  writer = None
+  audio = {}
+  if meta["has_audio"]:
+    same = src.suffix.lower() == ext or ext == ".mkv"
+    audio = {"audio_path": str(src), "audio_codec": "copy" if same else None}
+  params = (["-preset", preset] if preset and _CODECS[ext] == "libx264" else []) + _colour_tags(meta.get("pix_fmt"))
+  writer = imageio_ffmpeg.write_frames(
+      tmp, size, pix_fmt_in=pix_fmt_in, fps=meta["fps"], codec=_CODECS[ext], quality=quality, macro_block_size=1,
+      ffmpeg_log_level="error", output_params=params or None, **audio)
+  with _quiet_fork():
+    writer.send(None)
+  return writer
+
+
+def _encode(src, dst, tmp, meta, net, frames_per_call, quality, preset, progress, allow_partial, notes, times,
+            depth) -> int:
+  """The frames of `src` through `net` into the temp file `tmp` of `dst` (same suffix), overlapped."""
+  w, h = meta["size"]
+  if not hasattr(net, "luma") and callable(net):  # a function on RGB frames (the interface before PlaneNet)
+    net = plane_net.FramesFnNet(net, np.zeros((frames_per_call, h, w, 3), np.uint8))
+  r = net.scale
+  sub = (2, 2) if w % 2 == 0 and h % 2 == 0 and _is_420(meta.get("pix_fmt")) else (1, 1)
+  oh, ow = r * h + (r * h) % 2, r * w + (r * w) % 2
+  times = times if times is not None else frame_pipeline.StageTimes()
+  writer = _start_writer(src, tmp, meta, (ow, oh), "yuv420p" if sub == (2, 2) else "yuv444p", quality, preset)
   bar = None
   n_done = 0
   try:
     if progress:
       from tqdm import tqdm  # pylint: disable=import-outside-toplevel
       bar = tqdm(total=meta["n_frames"], desc=src.name, unit="frame", leave=False)
-    for batch in _batches(frames, frames_per_call):
-      k = len(batch)
-      if k < frames_per_call:
-        batch = np.concatenate([batch, np.zeros((frames_per_call - k,) + batch.shape[1:], np.uint8)])
-      out = np.asarray(frames_fn(batch))[:k]
-      oh, ow = out.shape[1:3]
-      if oh % 2 or ow % 2:
-        out = np.pad(out, ((0, 0), (0, oh % 2), (0, ow % 2), (0, 0)), mode="edge")
-      if writer is None:
-        audio = {}
-        if meta["has_audio"]:
-          same = src.suffix.lower() == ext or ext == ".mkv"
-          audio = {"audio_path": str(src), "audio_codec": "copy" if same else None}
-        writer = imageio_ffmpeg.write_frames(
-            tmp, (out.shape[2], out.shape[1]), fps=meta["fps"], codec=_CODECS[ext], quality=quality,
-            macro_block_size=1, ffmpeg_log_level="error",
-            output_params=["-preset", preset] if preset and _CODECS[ext] == "libx264" else None, **audio)
-        with _quiet_fork():
-          writer.send(None)
-      for f in out:
-        writer.send(np.ascontiguousarray(f))
+
+    t_start = time.perf_counter()
+    if hasattr(net, "luma"):
+      plane_net.warm_up(net, frames_per_call, h, w, sub, times)
+
+    def process(item, tm):
+      k, y, c = item
+      yo, co = plane_net.upscale_planes(net, y, c, sub, (oh, ow), tm)
+      return k, yo, co
+
+    def sink(item):
+      nonlocal n_done
+      k, yo, co = item
+      for i in range(k):
+        writer.send(yo[i].data if yo[i].flags.c_contiguous else yo[i].tobytes())
+        writer.send(np.ascontiguousarray(co[i]).data)
       n_done += k
       if bar is not None:
         bar.update(k)
-    if writer is None:
+
+    frame_pipeline.run(_plane_batches(_open_planes(src, meta, sub), frames_per_call), process, sink,
+                       depth=depth, times=times, names=("decode", "encode"))
+    if n_done == 0:
       raise VideoError(f"{src}: no video frames in this file")
     _check_complete(src, meta, n_done, allow_partial, notes)
+    t0 = time.perf_counter()
     try:
-      writer.close()
+      writer.close()  # the encoder's tail: the frames it still holds
     except (RuntimeError, OSError) as e:
       raise VideoError(f"{dst}: ffmpeg failed to write ({str(e).strip().splitlines()[-1]})") from e
+    times.add("encode: final flush", time.perf_counter() - t0)
+    times.wall_s = time.perf_counter() - t_start  # all of it: compiling, the overlapped stages, the final flush
     writer = None
   finally:
     if bar is not None:

@@ -35,6 +35,21 @@ def _nearest(r):
   return fn, calls
 
 
+class _NearestNet:
+  """A stand-in for plane_net.PlaneNet: nearest-neighbour x r on the planes, recording the batch shapes."""
+  is_rgb = False
+
+  def __init__(self, r):
+    self.scale, self.calls = r, []
+
+  def luma(self, y):
+    self.calls.append(y.shape)
+    return y.repeat(self.scale, axis=1).repeat(self.scale, axis=2)
+
+  def chroma(self, c):
+    return c.repeat(self.scale, axis=2).repeat(self.scale, axis=3)
+
+
 def test_exact_fps():
   assert video.exact_fps(29.97) == fractions.Fraction(30000, 1001)
   assert video.exact_fps(23.98) == fractions.Fraction(24000, 1001)
@@ -44,10 +59,12 @@ def test_exact_fps():
 
 def test_upscale_video_keeps_frames_rate_and_audio(tmp_path):
   src = _make(tmp_path / "in.mp4")
-  fn, calls = _nearest(2)
-  n = video.upscale_video(src, tmp_path / "out" / "x2.mkv", fn, frames_per_call=5, progress=False)
+  net = _NearestNet(2)
+  times = video.frame_pipeline.StageTimes()
+  n = video.upscale_video(src, tmp_path / "out" / "x2.mkv", net, frames_per_call=5, progress=False, times=times)
   assert n == 12
-  assert calls == [(5, 24, 32, 3)] * 3  # the last batch (2 frames) is padded: one shape, one compile
+  assert net.calls == [(5, 24, 32)] * 4  # Y planes: a warm-up, then 3 batches, the last (2 frames) padded: 1 shape
+  assert {"compile (first call)", "decode", "net", "colour", "encode"} <= set(times.seconds) and times.wall_s > 0
   meta, frames = video.open_video(tmp_path / "out" / "x2.mkv")
   got = list(frames)
   assert len(got) == 12 and got[0].shape == (48, 64, 3)
@@ -60,19 +77,36 @@ def test_upscale_video_keeps_frames_rate_and_audio(tmp_path):
   assert sorted(os.listdir(tmp_path / "out")) == ["x2.mkv"]  # no temp file left
 
 
+def test_a_function_on_rgb_frames_still_works(tmp_path):
+  src = _make(tmp_path / "in.mp4", audio=False)
+  fn, calls = _nearest(2)
+  assert video.upscale_video(src, tmp_path / "o.mp4", fn, frames_per_call=5, progress=False) == 12
+  assert calls == [(5, 24, 32, 3)] * 4  # a probe (for the scale), then 3 batches
+  _, frames = video.open_video(tmp_path / "o.mp4")
+  got = list(frames)
+  _, src_frames = video.open_video(src)
+  first = next(src_frames)
+  src_frames.close()
+  assert len(got) == 12 and np.abs(got[0].astype(int) - first.repeat(2, 0).repeat(2, 1).astype(int)).mean() < 14
+
+
 def test_no_audio_and_odd_sizes(tmp_path):
   src = _make(tmp_path / "in.mp4", size="15x11", rate="10", audio=False)
-  fn, _ = _nearest(3)
-  assert video.upscale_video(src, tmp_path / "o.mp4", fn, frames_per_call=lambda h, w: 4, progress=False) == 10
+  assert video.upscale_video(src, tmp_path / "o.mp4", _NearestNet(3), frames_per_call=lambda h, w: 4,
+                             progress=False) == 10
   meta, frames = video.open_video(tmp_path / "o.mp4")
   assert meta["size"] == (46, 34)  # 45x33 padded to even for 4:2:0
   assert not meta["has_audio"] and meta["fps"] == 10
-  frames.close()
+  got = list(frames)
+  _, src_frames = video.open_video(src)
+  want = np.pad(next(src_frames).repeat(3, 0).repeat(3, 1), ((0, 1), (0, 1), (0, 0)), mode="edge")
+  src_frames.close()
+  assert len(got) == 10 and np.abs(got[0].astype(int) - want.astype(int)).mean() < 14  # (4:2:0 twice, tiny)
 
 
 def test_preset_is_passed_to_libx264_and_checked(tmp_path):
   src = _make(tmp_path / "in.mp4", audio=False)
-  fn, _ = _nearest(2)
+  fn = _NearestNet(2)
   assert video.upscale_video(src, tmp_path / "fast.mp4", fn, frames_per_call=4, preset="ultrafast",
                              progress=False) == 12
   assert video.upscale_video(src, tmp_path / "slow.mp4", fn, frames_per_call=4, preset="veryslow",
@@ -111,3 +145,24 @@ def test_demo_clip_script_makes_the_readme_clip(tmp_path):
   assert meta["size"] == (64, 36) and meta["fps"] == 10 and meta["has_audio"] and len(got) == 10
   assert np.abs(got[-1].astype(int) - got[0].astype(int)).mean() > 5  # it pans
   assert sorted(os.listdir(tmp_path)) == ["clip.mp4"]  # no temp file left
+
+
+def test_colour_tags_and_chroma_format_follow_the_input():
+  assert video._colour_tags("yuv420p(tv, bt709, progressive)") == [
+      "-color_range", "tv", "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"]
+  assert video._colour_tags("yuv420p(pc, bt470bg/bt470bg/smpte170m)") == [
+      "-color_range", "pc", "-colorspace", "bt470bg", "-color_primaries", "bt470bg", "-color_trc", "smpte170m"]
+  assert video._colour_tags("yuv420p(progressive)") == [] and video._colour_tags(None) == []
+  assert video._is_420("yuv420p(tv, progressive)") and video._is_420("yuvj420p(pc)") and video._is_420(None)
+  assert not video._is_420("yuv444p(progressive)") and not video._is_420("rgb24")
+
+
+def test_output_is_tagged_like_the_input(tmp_path):
+  src = tmp_path / "in.mp4"
+  subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=10",
+                  "-t", "0.5", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-colorspace", "bt709", "-color_primaries",
+                  "bt709", "-color_trc", "bt709", "-color_range", "tv", str(src)], check=True)
+  video.upscale_video(src, tmp_path / "o.mp4", _NearestNet(2), frames_per_call=4, progress=False)
+  meta, frames = video.open_video(tmp_path / "o.mp4")
+  frames.close()
+  assert "bt709" in meta["pix_fmt"] and "tv" in meta["pix_fmt"]
