@@ -48,7 +48,7 @@ def choose_recipe(*, backend: str, native_available: bool, has_bf16: bool,
 
 
 def hardware_recipe() -> tuple[str, str]:
-  """`choose_recipe` for this machine (imports JAX, and builds the native kernels on the CPU if needed)."""
+  """`choose_recipe` for this machine (imports JAX, and loads the native kernels on the CPU)."""
   import jax
   backend = jax.default_backend()
   if backend != "cpu":

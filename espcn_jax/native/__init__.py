@@ -1,7 +1,7 @@
 """A fused ESPCN forward pass for the CPU in C++, called from jitted JAX code through the XLA FFI.
 
     from espcn_jax import native
-    if native.available():                                    # builds it on first use (a C++17 compiler is needed)
+    if native.available():                                    # loads the prebuilt variant for this CPU
       hr_BxrHxrWxC = native.forward(params, lr_BxHxWxC, spec)  # = inference.forward, jit-able, CPU only
 
 The same library holds the training kernels (forward pass with saved activations, and the weight gradients):
