@@ -58,7 +58,7 @@ def use_native_bf16(setting, *, native: bool) -> tuple[bool, str]:
     if not native_lib.train_has_bf16():
       why = "this CPU has no AVX512_BF16"
   if why is None:
-    return True, "bf16 dot products (float32 sums)"
+    return True, "bf16 dot products (float32 sums)" + (" on AMX tiles" if native_lib.train_has_amx() else "")
   if setting == "on":
     raise ValueError(f"native bf16 requested, but {why}")
   return False, f"float32 ({why})"

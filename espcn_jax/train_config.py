@@ -30,15 +30,18 @@ class ConfigError(ValueError):
 # The default recipe for the hardware.
 
 
-def choose_recipe(*, backend: str, native_available: bool, has_bf16: bool,
+def choose_recipe(*, backend: str, native_available: bool, has_bf16: bool, has_amx: bool = False,
                   native_reason: str | None = None) -> tuple[str, str]:
   """The config file (a name in espcn_jax/configs) that trains the best x3 T91 model on this hardware, and why.
 
   backend: jax.default_backend(); native_available: espcn_jax.native.available(); has_bf16:
-  espcn_jax.native.train_has_bf16(); native_reason: espcn_jax.native.unavailable_reason(), for the message.
+  espcn_jax.native.train_has_bf16(); has_amx: espcn_jax.native.train_has_amx(); native_reason:
+  espcn_jax.native.unavailable_reason(), for the message.
   """
   if backend != "cpu":
     return "t91_x3_tanh.py", f"the {backend} recipe (Table 1's x3 T91 run, batch 128)"
+  if native_available and has_bf16 and has_amx:
+    return "t91_x3_cpu_bf16.py", "a CPU with AMX: the native kernels' bf16 convolutions on AMX tiles, ~10 min"
   if native_available and has_bf16:
     return "t91_x3_cpu_bf16.py", "a CPU with AVX512_BF16: the native kernels with bf16 dot products, ~10 min"
   if native_available:
@@ -56,7 +59,7 @@ def hardware_recipe() -> tuple[str, str]:
   from espcn_jax import native
   ok = native.available()
   return choose_recipe(backend=backend, native_available=ok, has_bf16=ok and native.train_has_bf16(),
-                       native_reason=native.unavailable_reason())
+                       has_amx=ok and native.train_has_amx(), native_reason=native.unavailable_reason())
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -160,21 +160,24 @@ def test_dispatch_picks_the_best_variant_the_cpu_runs():
     pytest.skip("no /proc/cpuinfo flags")
   v4 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= flags
   v3 = {"avx2", "fma", "bmi1", "bmi2"} <= flags
-  want = ("avx512_bf16" if v4 and v3 and "avx512_bf16" in flags else "avx512" if v4 and v3 else
-          "avx2" if v3 else "generic")
+  bf16 = v4 and v3 and "avx512_bf16" in flags
+  amx = bf16 and {"amx_tile", "amx_bf16"} <= flags and os.environ.get("ESPCN_JAX_NO_AMX") != "1"
+  want = ("avx512_amx" if amx else "avx512_bf16" if bf16 else "avx512" if v4 and v3 else "avx2" if v3 else "generic")
   assert native.cpu_variant() == want
   if os.environ.get("ESPCN_JAX_NATIVE_VARIANT") is None and os.environ.get("ESPCN_JAX_NATIVE_BUILD") != "1":
     assert native.library_path().name == f"libespcn_cpu_{want}.so"
-    assert native.train_has_bf16() == (want == "avx512_bf16")
+    assert native.train_has_bf16() == (want in ("avx512_amx", "avx512_bf16"))
+    assert native.train_has_amx() == (want == "avx512_amx")
 
 
 @pytest.mark.skipif(shutil.which("objdump") is None, reason="objdump (binutils) not installed")
 @pytest.mark.parametrize("variant, allowed, banned", [("generic", (), ("ymm", "zmm")), ("avx2", ("ymm",), ("zmm",)),
-                                                     ("avx512", ("zmm",), ("vdpbf16ps",)),
-                                                     ("avx512_bf16", ("zmm", "vdpbf16ps"), ())])
+                                                     ("avx512", ("zmm",), ("vdpbf16ps", "tdpbf16ps")),
+                                                     ("avx512_bf16", ("zmm", "vdpbf16ps"), ("tdpbf16ps",)),
+                                                     ("avx512_amx", ("zmm", "vdpbf16ps", "tdpbf16ps"), ())])
 def test_prebuilt_variants_use_only_their_instruction_set(variant, allowed, banned):
   """No -march=native: the portable build has no AVX at all, the AVX2 build no AVX-512, and only the bf16 build has
-  AVX512_BF16 dot products (each loads only on CPUs that run it)."""
+  AVX512_BF16 dot products and only the AMX build tile instructions (each loads only on CPUs that run it)."""
   path = native.prebuilt_path(variant)
   if not path.is_file():
     pytest.skip(f"{path.name} is not built here")
@@ -192,8 +195,8 @@ def test_variant_override_is_checked(monkeypatch):
   monkeypatch.setenv("ESPCN_JAX_NATIVE_VARIANT", "sse9")
   with pytest.raises(RuntimeError, match="unknown variant"):
     native._library_path()
-  if native.cpu_variant() != "avx512_bf16":
-    monkeypatch.setenv("ESPCN_JAX_NATIVE_VARIANT", "avx512_bf16")
+  if native.cpu_variant() != native.VARIANTS[0]:
+    monkeypatch.setenv("ESPCN_JAX_NATIVE_VARIANT", native.VARIANTS[0])
     with pytest.raises(RuntimeError, match="this CPU runs at most"):
       native._library_path()
 

@@ -1,5 +1,9 @@
 """The native training kernels (espcn_jax.native.training) give model.apply's outputs and jax.grad's gradients."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -93,6 +97,17 @@ def test_bf16_forward_is_the_net_on_bf16_operands_and_gradients_stay_close(spec)
   want_loss, want = _loss_and_grads(lambda p, x: model.apply(p, x, spec), params, x, hr)
   assert abs(float(loss) - float(want_loss)) <= 1e-3 * float(want_loss)
   assert 1e-6 < _max_rel_err(grads, want) < 1e-2  # bf16 operands in the input gradients: ~0.1-0.5% off
+
+
+@pytest.mark.skipif(not native.train_has_amx(), reason="the bf16 convolutions do not run on AMX tiles here")
+def test_the_vdpbf16ps_path_passes_the_same_tests_on_an_amx_cpu():
+  """On an AMX CPU the tests above run the tile kernels (espcn_cpu_train_amx.h); the avx512_bf16 build's vdpbf16ps
+  kernels, which CPUs without AMX (AMD Zen 4/5) run, are checked here by the same tests in that build."""
+  env = dict(os.environ, ESPCN_JAX_NATIVE_VARIANT="avx512_bf16", JAX_PLATFORMS="cpu")
+  proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k",
+                         "bf16 and not vdpbf16ps_path"], env=env, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stdout[-3000:]
+  assert " passed" in proc.stdout and " skipped" not in proc.stdout.splitlines()[-1], proc.stdout[-1000:]
 
 
 def test_bf16_needs_the_instructions(monkeypatch):

@@ -92,6 +92,7 @@ def test_shipped_recipes_keep_their_values():
     (dict(backend="gpu", native_available=False, has_bf16=False), "t91_x3_tanh.py", "gpu"),
     (dict(backend="tpu", native_available=True, has_bf16=True), "t91_x3_tanh.py", "tpu"),
     (dict(backend="cpu", native_available=True, has_bf16=True), "t91_x3_cpu_bf16.py", "AVX512_BF16"),
+    (dict(backend="cpu", native_available=True, has_bf16=True, has_amx=True), "t91_x3_cpu_bf16.py", "AMX tiles"),
     (dict(backend="cpu", native_available=True, has_bf16=False), "t91_x3_cpu.py", "float32 kernels"),
     (dict(backend="cpu", native_available=False, has_bf16=False, native_reason="no C++ compiler"), "t91_x3_cpu.py",
      "XLA"),

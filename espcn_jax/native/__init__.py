@@ -12,8 +12,9 @@ going to memory and back, and uses ~1.4 of 2 cores. The kernel (espcn_cpu_kernel
 in cache, vectorised for the CPU it was built on, with one thread per band of rows. Same maths as
 `inference.forward` to float32 rounding (tanh: a rational approximation with max error ~1e-7).
 
-The library is compiled when the package is built (setup.py), once per instruction set: on x86-64 "avx512_bf16"
-(x86-64-v4 + AVX512_BF16), "avx512" (x86-64-v4), "avx2" (x86-64-v3) and "generic" (SSE2); on aarch64 one "generic"
+The library is compiled when the package is built (setup.py), once per instruction set: on x86-64 "avx512_amx"
+(the bf16 variant whose training convolutions run on AMX tiles; picked when the CPU has AMX-BF16 and the OS grants
+this process the tile state, ESPCN_JAX_NO_AMX=1 says no), "avx512_bf16" (x86-64-v4 + AVX512_BF16), "avx512" (x86-64-v4), "avx2" (x86-64-v3) and "generic" (SSE2); on aarch64 one "generic"
 build. When the package loads the kernels, the portable build asks the CPU which variant it runs (cpuid, through
 `espcn_cpu_best_variant`) and that one is loaded: no compiler is needed and nothing is built with -march=native.
 ESPCN_JAX_NATIVE_VARIANT=avx2 (say) picks a variant by hand (it must be one this CPU runs; the tests use it to check
@@ -48,11 +49,11 @@ import numpy as np
 
 _HERE = pathlib.Path(__file__).resolve().parent
 SOURCES = ("espcn_cpu_kernel.cc", "espcn_cpu_train.cc", "espcn_cpu_ffi.cc", "espcn_cpu_probe.cc")
-HEADERS = ("espcn_cpu_kernel.h", "espcn_cpu_blocks.h", "espcn_cpu_train.h", "espcn_cpu_train_blocks.h")
+HEADERS = ("espcn_cpu_kernel.h", "espcn_cpu_blocks.h", "espcn_cpu_train.h", "espcn_cpu_train_blocks.h", "espcn_cpu_train_amx.h")
 TARGET = "espcn_forward_cpu"
 TRAIN_TARGETS = {"espcn_train_forward_cpu": "EspcnTrainForward", "espcn_train_backward_cpu": "EspcnTrainBackward"}
 ACTIVATION_CODES = {"linear": 0, "tanh": 1, "relu": 2}
-VARIANTS = ("avx512_bf16", "avx512", "avx2", "generic")  # best first; built into the wheel by setup.py
+VARIANTS = ("avx512_amx", "avx512_bf16", "avx512", "avx2", "generic")  # best first; built into the wheel by setup.py
 
 _state: dict = {}
 
@@ -130,7 +131,8 @@ def prebuilt_path(variant: str) -> pathlib.Path:
 
 
 def cpu_variant() -> str:
-  """The best prebuilt variant this CPU runs ("avx512_bf16", "avx512", "avx2" or "generic"); RuntimeError if none."""
+  """The best prebuilt variant this CPU runs ("avx512_amx", "avx512_bf16", "avx512", "avx2" or "generic");
+  RuntimeError if none."""
   generic = prebuilt_path("generic")
   if not generic.is_file():
     raise RuntimeError(f"this installation has no compiled CPU kernels ({generic.name} is missing from {_HERE}; "
@@ -174,6 +176,8 @@ def _load():
     _state["path"] = path
     _state["isa"] = lib.espcn_isa().decode()
     _state["train_bf16"] = bool(lib.espcn_train_has_bf16())
+    has_amx = getattr(lib, "espcn_train_has_amx", None)
+    _state["train_amx"] = bool(has_amx()) if has_amx else False
     _state["winograd"] = _winograd_compiled(lib)
     if not _state["winograd"]:
       print(f"espcn_jax: the native CPU kernel {path.name} was built without Winograd F(4x4, 3x3) (a clang build); "
@@ -225,6 +229,13 @@ def train_has_bf16() -> bool:
   """True when the training kernels can take bf16 operands (a build for a CPU with AVX512_BF16)."""
   _load()
   return bool(_state.get("train_bf16"))
+
+
+def train_has_amx() -> bool:
+  """True when the training kernels' bf16 convolutions run on AMX tiles (the "avx512_amx" build, on a CPU and OS
+  that allow AMX: Intel Sapphire Rapids and later)."""
+  _load()
+  return bool(_state.get("train_amx"))
 
 
 def usable_cpus() -> int:

@@ -16,8 +16,11 @@
 //   wgrad_px: NI (tap, input channel) pairs x NV vectors of output channels, summed over all pixels of an image.
 // bf16 mode (NetDesc::bf16, AVX512_BF16 builds): the convolutions with >= 8 inputs multiply bf16 operands, summed in
 // float32 (vdpbf16ps: two products per lane per instruction); the weight gradients take pairs of images at once.
+// AMX builds ("avx512_amx", on a CPU and OS that allow the tiles): the bf16 convolutions and weight gradients run on
+// AMX tiles instead (espcn_cpu_train_amx.h; the same bf16 operands and float32 sums, 2.4-2.9x the float32 step on 2
+// cores of a Sapphire-Rapids-class Xeon, where vdpbf16ps is no faster than float32 FMAs).
 // The microkernels are in espcn_cpu_train_blocks.h. Plain C++ with GCC vector extensions (espcn_cpu_blocks.h), built
-// for the CPU at first use like the forward kernel.
+// once per instruction set when the package is built (setup.py).
 
 #include "espcn_cpu_train.h"
 
@@ -32,8 +35,18 @@
 #include <vector>
 
 #include "espcn_cpu_train_blocks.h"
+#include "espcn_cpu_train_amx.h"
 
 extern "C" int espcn_train_has_bf16() { return ESPCN_HAVE_BF16; }
+
+// 1: the bf16 convolutions run on AMX tiles (an "avx512_amx" build on a CPU and OS that allow them).
+extern "C" int espcn_train_has_amx() {
+#if ESPCN_HAVE_AMX
+  return amx_ready();
+#else
+  return 0;
+#endif
+}
 
 namespace {
 
@@ -130,6 +143,7 @@ void wgrad_image_bf16(const PImg& in, int k, int cin, const PImg& dz, int coutv,
 struct Net {
   int L, B, H, W, act, threads;
   bool bf16;                           // convolutions with >= kBf16MinIn inputs in bf16 (ESPCN_HAVE_BF16 only)
+  bool amx;                            // ... on AMX tiles (ESPCN_HAVE_AMX; weight pairs padded to cv / 2 rows)
   std::vector<int> k, c;               // kernel sizes; channels[0 .. L]
   std::vector<int> cv;                 // round_up(c, kCS)
   std::vector<std::vector<float>> w, b, wt;  // [k][k][cin][cv_out], [cv_out], flipped [k][k][cout][cv_in]
@@ -145,6 +159,11 @@ struct Net {
       : L(d->num_layers), B(d->batch), H(d->height), W(d->width) {
     act = d->activation;
     bf16 = ESPCN_HAVE_BF16 && d->bf16;
+#if ESPCN_HAVE_AMX
+    amx = bf16 && amx_ready();
+#else
+    amx = false;
+#endif
     threads = std::max(1, d->num_threads);
     for (int l = 0; l < L; ++l) k.push_back(d->kernel_sizes[l]);
     for (int l = 0; l <= L; ++l) c.push_back(d->channels[l]), cv.push_back(round_up(d->channels[l], kCS));
@@ -172,24 +191,25 @@ struct Net {
           }
       std::vector<uint32_t> wpl, wtpl;
       if (fwd && bf16_in(l, false)) {  // [t][ci / 2][cv_out]: (w[t][2p][o], w[t][2p + 1][o])
-        const int cp = (ci + 1) / 2, cvo = cv[l + 1];
+        const int cp = amx ? cv[l] / 2 : (ci + 1) / 2, cvo = cv[l + 1];
         wpl.assign((std::size_t)kk * kk * cp * cvo, 0u);
         for (int t = 0; t < kk * kk; ++t)
           for (int p = 0; p < cp; ++p)
             for (int o = 0; o < co; ++o) {
               const float* w0 = src + ((std::size_t)t * ci + 2 * p) * co + o;  // w[t][2p][o]; w[t][2p + 1][o] at + co
-              wpl[((std::size_t)t * cp + p) * cvo + o] = bf16_pair(*w0, 2 * p + 1 < ci ? w0[co] : 0.f);
+              wpl[((std::size_t)t * cp + p) * cvo + o] =
+                  bf16_pair(2 * p < ci ? *w0 : 0.f, 2 * p + 1 < ci ? w0[co] : 0.f);
             }
       }
       if (!fwd && bf16_in(l, true)) {  // flipped: [k*k-1-t][co / 2][cv_in]: (w[t][i][2p], w[t][i][2p + 1])
-        const int cp = (co + 1) / 2, cvi = cv[l];
+        const int cp = amx ? cv[l + 1] / 2 : (co + 1) / 2, cvi = cv[l];
         wtpl.assign((std::size_t)kk * kk * cp * cvi, 0u);
         for (int t = 0; t < kk * kk; ++t)
           for (int p = 0; p < cp; ++p)
             for (int i = 0; i < ci; ++i) {
               const float* wr = src + ((std::size_t)t * ci + i) * co;
               wtpl[((std::size_t)(kk * kk - 1 - t) * cp + p) * cvi + i] =
-                  bf16_pair(wr[2 * p], 2 * p + 1 < co ? wr[2 * p + 1] : 0.f);
+                  bf16_pair(2 * p < co ? wr[2 * p] : 0.f, 2 * p + 1 < co ? wr[2 * p + 1] : 0.f);
             }
       }
       src += (std::size_t)kk * kk * ci * co;
@@ -205,6 +225,8 @@ struct Net {
   bool bf16_in(int l, bool input_grad) const { return bf16 && (input_grad ? c[l + 1] : c[l]) >= kBf16MinIn; }
   // Whether layer l's weight gradient runs in bf16 (pairs of images; its input is a hidden activation).
   bool bf16_wgrad(int l) const { return bf16 && l >= 1 && c[l] >= kBf16MinIn; }
+  // Whether that weight gradient runs on AMX tiles (input channels in whole tiles of 16 rows).
+  bool amx_wgrad(int l) const { return amx && bf16_wgrad(l) && c[l] % 16 == 0; }
 
   Img hidden(float* acts, int l, int img) const {  // saved activation of layer l (< L - 1) for image img
     const int p = k[l + 1] / 2;
@@ -268,8 +290,9 @@ int espcn_train_forward(const NetDesc* d, const float* packed, const float* x, f
   const int L = net.L, cout = net.c[L], n = std::min(net.B, kChunks);
   run_chunks(n, net.threads, schedule, [&](int chunk) {
     const int i0 = net.B * chunk / n, i1 = net.B * (chunk + 1) / n;
-    std::vector<float> xbuf;
-    std::vector<uint16_t> bbuf;
+    // scratch kept per thread across calls (no allocation, page faults or zeroing of fresh pages per step)
+    static thread_local std::vector<float> xbuf;
+    static thread_local std::vector<uint16_t> bbuf;
     for (int i = i0; i < i1; ++i) {
       Img in;
       net.load_input(x, i, xbuf, in);
@@ -278,6 +301,13 @@ int espcn_train_forward(const NetDesc* d, const float* packed, const float* x, f
         Img out = last ? Img{y + (std::size_t)i * net.H * net.W * cout, net.H, net.W, 0, cout} : net.hidden(acts, l, i);
         if (!last) std::memset(out.data, 0, sizeof(float) * out.size());
         const int nout = last ? cout : net.cv[l + 1], a = last ? kActLinear : net.act;
+#if ESPCN_HAVE_AMX
+        if (net.amx && net.bf16_in(l, false)) {
+          BImg bin;
+          convert_bf16_slack(in, bbuf, bin);
+          conv_image_amx(bin, net.k[l], net.wp[l].data(), net.cv[l + 1], net.b[l].data(), nout, 0, a, nullptr, out);
+        } else
+#endif
 #if ESPCN_HAVE_BF16
         if (net.bf16_in(l, false)) {
           BImg bin;
@@ -301,17 +331,24 @@ int espcn_train_backward(const NetDesc* d, const float* packed, const float* x, 
   const Net net(d, packed, Net::kBackward);
   const int L = net.L, n = std::min(net.B, kChunks);
   float* acts = const_cast<float*>(acts_c);  // only read
-  // Per chunk: the weight / bias gradients of every layer ([k][k][cin][cv_out] and [cv_out]).
-  std::vector<std::vector<std::vector<float>>> dw(n), db(n);
+  // Per chunk: the weight / bias gradients of every layer ([k][k][cin][cv_out] and [cv_out]), at dw(t, l) and
+  // db(t, l) in one zeroed block of the calling thread's (kept across calls).
+  std::vector<std::size_t> woff(L + 1, 0), boff(L + 1, 0);
+  for (int l = 0; l < L; ++l) {
+    woff[l + 1] = woff[l] + (std::size_t)net.k[l] * net.k[l] * net.c[l] * net.cv[l + 1];
+    boff[l + 1] = boff[l] + net.cv[l + 1];
+  }
+  const std::size_t per_chunk = woff[L] + boff[L];
+  static thread_local std::vector<float> arena;
+  arena.assign(per_chunk * n, 0.f);
+  float* const base = arena.data();
+  auto dw = [&](int t, int l) { return base + per_chunk * t + woff[l]; };
+  auto db = [&](int t, int l) { return base + per_chunk * t + woff[L] + boff[l]; };
   run_chunks(n, net.threads, schedule, [&](int t) {
     const int i0 = net.B * t / n, i1 = net.B * (t + 1) / n;
-    for (int l = 0; l < L; ++l) {
-      dw[t].emplace_back((std::size_t)net.k[l] * net.k[l] * net.c[l] * net.cv[l + 1], 0.f);
-      db[t].emplace_back(net.cv[l + 1], 0.f);
-    }
-    std::vector<float> xbuf, dzbuf[2][2];
-    std::vector<uint16_t> bbuf;
-    std::vector<uint32_t> pin, pdz;
+    static thread_local std::vector<float> xbuf, dzbuf[2][2];
+    static thread_local std::vector<uint16_t> bbuf;
+    static thread_local std::vector<uint32_t> pin, pdz;
     // bf16: the images go in pairs, whose weight gradients are one pass of pair dot products
     const int group = net.bf16 ? 2 : 1, cout = net.c[L];
     for (int i = i0; i < i1; i += group) {
@@ -327,14 +364,22 @@ int espcn_train_backward(const NetDesc* d, const float* packed, const float* x, 
                         sizeof(float) * cout);
       }
       for (int l = L - 1; l >= 0; --l) {
+#if ESPCN_HAVE_AMX
+        if (net.amx_wgrad(l)) {
+          for (int e = 0; e < m; ++e) {
+            wgrad_image_amx(net.hidden(acts, l - 1, i + e), net.k[l], dz[e], dw(t, l), bbuf, pin);
+            bias_grad(dz[e], net.cv[l + 1], db(t, l));
+          }
+        } else
+#endif
 #if ESPCN_HAVE_BF16
         if (net.bf16_wgrad(l)) {
           const Img a = net.hidden(acts, l - 1, i), b = m > 1 ? net.hidden(acts, l - 1, i + 1) : a;
           PImg pa, pd;
           convert_pair(a, m > 1 ? &b : nullptr, pin, pa);
           convert_pair(dz[0], m > 1 ? &dz[1] : nullptr, pdz, pd);
-          wgrad_image_bf16(pa, net.k[l], net.c[l], pd, net.cv[l + 1], dw[t][l].data());
-          for (int e = 0; e < m; ++e) bias_grad(dz[e], net.cv[l + 1], db[t][l].data());
+          wgrad_image_bf16(pa, net.k[l], net.c[l], pd, net.cv[l + 1], dw(t, l));
+          for (int e = 0; e < m; ++e) bias_grad(dz[e], net.cv[l + 1], db(t, l));
         } else
 #endif
           for (int e = 0; e < m; ++e) {
@@ -343,7 +388,7 @@ int espcn_train_backward(const NetDesc* d, const float* packed, const float* x, 
               net.load_input(x, i + e, xbuf, in);
             else
               in = net.hidden(acts, l - 1, i + e);
-            wgrad_image(in, net.k[l], net.c[l], dz[e], net.cv[l + 1], dw[t][l].data(), db[t][l].data());
+            wgrad_image(in, net.k[l], net.c[l], dz[e], net.cv[l + 1], dw(t, l), db(t, l));
           }
         if (l == 0) break;
         for (int e = 0; e < m; ++e) {
@@ -352,6 +397,14 @@ int espcn_train_backward(const NetDesc* d, const float* packed, const float* x, 
           buf.assign(prev.size(), 0.f);
           prev.data = buf.data();
           const Img sav = net.hidden(acts, l - 1, i + e);
+#if ESPCN_HAVE_AMX
+          if (net.amx && net.bf16_in(l, true)) {
+            BImg bdz;
+            convert_bf16_slack(dz[e], bbuf, bdz);
+            conv_image_amx(bdz, net.k[l], net.wtp[l].data(), net.cv[l], net.zero_bias.data(), net.c[l], 1, net.act,
+                           &sav, prev);
+          } else
+#endif
 #if ESPCN_HAVE_BF16
           if (net.bf16_in(l, true)) {
             BImg bdz;
@@ -374,12 +427,12 @@ int espcn_train_backward(const NetDesc* d, const float* packed, const float* x, 
     for (std::size_t r = 0; r < (std::size_t)kk * kk * ci; ++r)
       for (int o = 0; o < co; ++o) {
         float s = 0.f;
-        for (int t = 0; t < n; ++t) s += dw[t][l][r * cvo + o];
+        for (int t = 0; t < n; ++t) s += dw(t, l)[r * cvo + o];
         *g++ = s;
       }
     for (int o = 0; o < co; ++o) {
       float s = 0.f;
-      for (int t = 0; t < n; ++t) s += db[t][l][o];
+      for (int t = 0; t < n; ++t) s += db(t, l)[o];
       *g++ = s;
     }
   }
