@@ -22,14 +22,16 @@ class TimeBudget:
   """Fits a run to `budget_s` seconds from now (the clock is injectable for tests)."""
 
   def __init__(self, budget_s: float, *, steps_per_epoch: int, total_steps: int, warmup_epochs: int = 1,
-               measure_epochs: int = 2, margin: float = 0.02, clock: Callable[[], float] | None = None):
+               measure_epochs: int = 2, margin: float = 0.02, clock: Callable[[], float] | None = None,
+               start: float | None = None):
     if budget_s <= 0 or steps_per_epoch < 1 or measure_epochs < 1 or warmup_epochs < 0:
       raise ValueError(f"bad budget: {budget_s} s, {steps_per_epoch} steps per epoch, {warmup_epochs} warm-up and "
                        f"{measure_epochs} measured epochs")
     self.budget_s, self.spe, self.total_steps = float(budget_s), steps_per_epoch, total_steps
     self.warmup, self.measure, self.margin = warmup_epochs, measure_epochs, margin
     self.clock = clock or (lambda: time.monotonic())
-    self.t0, self.epochs, self.t_warm = self.clock(), 0, None
+    # start: when the budget began on `clock` (e.g. the command's start, so start-up counts); default: now
+    self.t0, self.epochs, self.t_warm = self.clock() if start is None else start, 0, None
     self.fitted: int | None = None
     self.epoch_s: float | None = None
 

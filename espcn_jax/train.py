@@ -27,6 +27,9 @@ import json
 import os
 import pathlib
 import sys
+import time
+
+_STARTED = time.monotonic()  # the command's start: `max_minutes` counts from here (start-up and compilation included)
 
 import ml_collections
 
@@ -228,7 +231,7 @@ def _prepare(cfg: dict, workdir: pathlib.Path, held: contextlib.ExitStack):
     run.next_input = lambda: data_parallel.put_batch(data.take(k), mesh)
   run.budget = None if not cfg["max_minutes"] else time_budget.TimeBudget(  # timed over whole validation cycles
       60 * cfg["max_minutes"], steps_per_epoch=spe, total_steps=ls.total,
-      measure_epochs=max(2, cfg["eval_every_epochs"], cfg["checkpoint_every_epochs"]))
+      measure_epochs=max(2, cfg["eval_every_epochs"], cfg["checkpoint_every_epochs"]), start=_STARTED)
   run.logs = train_io.Logs(workdir, ls.step, cfg["tensorboard"]) if train_io.primary() else None
   return run, state, ls
 

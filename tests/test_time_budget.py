@@ -35,6 +35,16 @@ def test_fit_never_exceeds_the_run_or_goes_back():
   assert b.exceeded()
 
 
+def test_the_budget_can_start_before_the_first_step():
+  # the command started at t = 0 (start-up: 20 s), the budget object is made at t = 20; epochs 2-3 take 10 s each
+  b = time_budget.TimeBudget(100, steps_per_epoch=5, total_steps=1000, clock=FakeClock([30, 40, 50]), start=0)
+  b.epoch_end(5), b.epoch_end(10)
+  assert b.epoch_end(15) == 15 + 4 * 5  # 50 s used of 100, 49 s left: the start-up counts
+  b = time_budget.TimeBudget(100, steps_per_epoch=5, total_steps=1000, clock=FakeClock([20, 30, 40, 50]))
+  b.epoch_end(5), b.epoch_end(10)
+  assert b.epoch_end(15) == 15 + 6 * 5  # from the object's creation: 30 s used, 68.6 s left
+
+
 def test_bad_budget():
   with pytest.raises(ValueError, match="bad budget"):
     time_budget.TimeBudget(0, steps_per_epoch=5, total_steps=10)

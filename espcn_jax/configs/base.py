@@ -52,7 +52,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.early_stop_metric = "train_loss"  # "train_loss" (the paper) or "val_psnr"
   c.eval_every_epochs = 1
   c.checkpoint_every_epochs = 1
-  # Wall-clock budget of this invocation in minutes, from the first step (0: none). When the time per epoch measured
+  # Wall-clock budget of this invocation in minutes, from the start of the command (0: none; start-up, data loading
+  # and compilation count, so a Ctrl-C at N minutes after launch finds the fitted run complete). When the time per epoch measured
   # over epochs 2-3 says num_epochs will not fit, the run is shortened to the epochs that fit and the lr's cosine
   # decay (optim.decay_steps > 0) ends with them; a resumed run keeps that fit. The run stops at the budget in any
   # case, and the best weights are exported.

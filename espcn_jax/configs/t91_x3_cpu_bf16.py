@@ -11,9 +11,13 @@ What differs from t91_x3_cpu.py: the native kernels' convolutions with >= 8 inpu
 the first, the input gradients and the weight gradients of layers 2-3) multiply bf16-rounded operands and sum in
 float32 (`vdpbf16ps`, twice the float32 FMA rate); weights, Adam, loss and the validation stay float32. On 2 cores of
 an AMD EPYC (Zen 5) the step runs at ~11,000-12,000 patches/s instead of ~7,000-7,600, so the cosine schedule spans
-190 epochs (6.1 M patches) instead of 120. Runtime and Set5 / Set14 results: BENCHMARKS.md ("Training speed", time
-to PSNR); curves in docs/runs/x3_t91_cpu_bf16_seed*.metrics.jsonl (measured with all 91 T91 images and Set5
-selection; this config selects on 5 held-out T91 images and reports Set5 / Set14 as test results, as t91_x3_cpu.py).
+190 epochs (6.1 M patches) instead of 120. On an Intel Xeon with AMX (Sapphire Rapids class), where vdpbf16ps is no
+faster than float32 FMAs, the same bf16 convolutions run on AMX tiles (the "avx512_amx" kernels): ~7,000-8,600
+patches/s on 2 vCPUs, so `max_minutes` fits 124-144 of the 190 epochs there. Runtime and Set5 / Set14 results:
+BENCHMARKS.md ("Training speed", time to PSNR; "The default command on the 2-core Intel Xeon VM with AMX tiles");
+curves in docs/runs/x3_t91_cpu_bf16_seed*.metrics.jsonl (Zen 5, measured with all 91 T91 images and Set5 selection;
+this config selects on 5 held-out T91 images and reports Set5 / Set14 as test results, as t91_x3_cpu.py) and
+docs/runs/default_cmd_amx_seed*.metrics.jsonl (the Xeon with AMX, this config as it is).
 """
 
 from espcn_jax.configs import t91_x3_cpu
