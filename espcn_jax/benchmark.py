@@ -150,7 +150,8 @@ def _run_ours(args, params, spec, lr_hw, table: _Table) -> None:
         done.add(m)
         med, comp, _ = speed.ours(params, spec, *lr_hw, dtype, batch, m, args.iters, args.warmup)
         computes = "bfloat16" if m == "native-bf16" else dtype  # its operands, whatever dtype was asked
-        pk = speed.peak_tflops(table.kind, computes)
+        # the CPU's peak is its float32 FMA rate: none given for AMX tiles
+        pk = None if m == "native-bf16" else speed.peak_tflops(table.kind, computes)
         frac = None if pk is None else round((table.flops * batch / med) / (pk * 1e12), 4)
         if computes != "float32":
           table.reduced.setdefault(m if m == "native-bf16" else dtype, None)
