@@ -13,8 +13,9 @@ in cache, vectorised for the CPU it was built on, with one thread per band of ro
 `inference.forward` to float32 rounding (tanh: a rational approximation with max error ~1e-7).
 
 The library is compiled when the package is built (setup.py), once per instruction set: on x86-64 "avx512_amx"
-(the bf16 variant whose training convolutions, and `forward(bf16=True)`, run on AMX tiles; picked when the CPU has AMX-BF16 and the OS grants
-this process the tile state, ESPCN_JAX_NO_AMX=1 says no), "avx512_bf16" (x86-64-v4 + AVX512_BF16), "avx512" (x86-64-v4), "avx2" (x86-64-v3) and "generic" (SSE2); on aarch64 one "generic"
+(the bf16 variant whose training convolutions, and `forward(bf16=True)`, run on AMX tiles; picked when the CPU
+has AMX-BF16 and the OS grants this process the tile state, ESPCN_JAX_NO_AMX=1 says no), "avx512_bf16" (x86-64-v4 +
+AVX512_BF16), "avx512" (x86-64-v4), "avx2" (x86-64-v3) and "generic" (SSE2); on aarch64 one "generic"
 build. When the package loads the kernels, the portable build asks the CPU which variant it runs (cpuid, through
 `espcn_cpu_best_variant`) and that one is loaded: no compiler is needed and nothing is built with -march=native.
 ESPCN_JAX_NATIVE_VARIANT=avx2 (say) picks a variant by hand (it must be one this CPU runs; the tests use it to check

@@ -397,7 +397,8 @@ class Item {
       const int n = r * C;
       const __mmask16 m = (__mmask16)((1u << n) - 1);
       for (int i = 0; i < r; ++i) {
-        const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, t + i * n), _mm512_maskz_loadu_ps(m, ly.bias.data() + i * n));
+        const __m512 v =
+            _mm512_add_ps(_mm512_maskz_loadu_ps(m, t + i * n), _mm512_maskz_loadu_ps(m, ly.bias.data() + i * n));
         _mm512_mask_storeu_ps(base + (std::size_t)i * r * W * C, m, v);
       }
       return;
