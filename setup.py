@@ -5,7 +5,7 @@ XLA FFI (loaded with ctypes, no Python C API), so the wheel is tagged py3-none-<
 Python version. On x86-64 five variants are built and the best one the CPU runs is picked when the package loads
 (espcn_jax/native/__init__.py, `espcn_cpu_best_variant` in espcn_cpu_probe.cc):
 
-    avx512_amx   x86-64-v4 + AVX512_BF16 + AMX-TILE/AMX-BF16 (the bf16 training kernels' convolutions on AMX tiles)
+    avx512_amx   x86-64-v4 + AVX512_BF16 + AMX-TILE/AMX-BF16 (bf16 training convolutions and inference on AMX tiles)
     avx512_bf16  x86-64-v4 + AVX512_BF16 (the bf16 training kernels)
     avx512       x86-64-v4 (AVX-512 F/BW/CD/DQ/VL)
     avx2         x86-64-v3 (AVX2 + FMA)
@@ -30,9 +30,9 @@ except ImportError:  # setuptools < 70.1
 
 NATIVE = "espcn_jax/native"
 SOURCES = [f"{NATIVE}/{s}" for s in ("espcn_cpu_kernel.cc", "espcn_cpu_train.cc", "espcn_cpu_ffi.cc",
-                                     "espcn_cpu_probe.cc")]
+                                     "espcn_cpu_probe.cc", "espcn_cpu_infer_amx.cc")]
 HEADERS = [f"{NATIVE}/{h}" for h in ("espcn_cpu_kernel.h", "espcn_cpu_blocks.h", "espcn_cpu_train.h",
-                                     "espcn_cpu_train_blocks.h", "espcn_cpu_train_amx.h")]
+                                     "espcn_cpu_train_blocks.h", "espcn_cpu_train_amx.h", "espcn_cpu_infer_amx.h")]
 # -mtune: GCC's "generic" tuning splits unaligned 256-bit loads and stores in two, which cost the AVX2 / AVX-512
 # builds 15-20% of a -march=native build's speed (CPU time per 1080p frame, BENCHMARKS.md); tuning changes no result
 # and no instruction set, so a variant still runs on every CPU its -march admits.

@@ -14,6 +14,8 @@ Backends (tolerance: max |backend - model.apply| on [0, 1] images, `atol`; on GP
   conv-bfloat16, ...         inference.forward with bfloat16 / float16 operands (float32 sums, bias and tanh): 2e-2 /
                              3e-3
   native-direct              native.forward(winograd=False): 1e-5
+  native-bf16                inference.forward(method="native-bf16"): the native kernel with the layers of >= 8 inputs
+                             on AMX tiles (bf16 operands, float32 sums; CPUs with AMX-BF16): 2e-2
   native-training(-bf16)     native.training.apply (the training kernels' forward pass): 1e-5; bf16 operands: 2e-2
   torch, torch_compile       the same net in PyTorch (channels_last; CUDA when present), eager / torch.compile;
                              float32 1e-5, -bfloat16 2e-2, -float16 (CUDA only) 3e-3
@@ -24,8 +26,8 @@ Backends (tolerance: max |backend - model.apply| on [0, 1] images, `atol`; on GP
 Which command runs which (written down here only):
   evaluate    model.apply: the scores are the reference net's, whatever the fast paths do (train's validation too)
   train       native-training(-bf16) when train_step.use_native says so (one CPU device, float32), else model.apply
-  upscale     --method, default "auto" = choose("auto"): native on the CPU in float32, fma on the CPU otherwise, conv
-              on GPUs
+  upscale     --method, default "auto" = choose("auto"): native-bf16 on CPUs with AMX-BF16, native on other CPUs in
+              float32, fma on the CPU otherwise, conv on GPUs
   benchmark   --method for ours (the first one is compared with the peers) in each --dtype, and benchmark.PEERS:
               torch, torch_compile (each --dtype), opencv, onnxruntime
   export      writes onnx / savedmodel / tflite / pb and checks the file with its runtime against model.apply;
@@ -112,6 +114,14 @@ def _cpu_kernel_reason(bf16: bool = False) -> str | None:
   return None
 
 
+def _amx_inference_reason() -> str | None:
+  from espcn_jax import native  # pylint: disable=import-outside-toplevel
+  reason = _cpu_kernel_reason()
+  if reason is None and not native.infer_has_amx():
+    return "the bf16 inference kernel needs a CPU with AMX-BF16 (and the avx512_amx build)"
+  return reason
+
+
 def _make_inference(method: str, dtype: str, params, spec, _):
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
@@ -139,6 +149,9 @@ def _ours() -> list[Backend]:
   out.append(Backend("native", "native.forward through inference.forward: fused C++ kernel, Winograd 3x3 layers",
                      "float32", _ATOL["float32"], (), functools.partial(_make_inference, "native", "float32"),
                      _cpu_kernel_reason, method="native"))
+  out.append(Backend("native-bf16", "inference.forward(method='native-bf16'): fused C++ kernel, AMX bf16 tiles",
+                     "bfloat16", _ATOL["bfloat16"], (), functools.partial(_make_inference, "native-bf16", "float32"),
+                     _amx_inference_reason, method="native-bf16"))
   out.append(Backend("native-direct", "native.forward(winograd=False): fused C++ kernel, direct convolutions",
                      "float32", _ATOL["float32"], (), functools.partial(_make_native, "forward", winograd=False),
                      _cpu_kernel_reason))
@@ -258,4 +271,6 @@ def choose(method: str = "auto", dtype=None) -> Backend:
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from espcn_jax import inference  # pylint: disable=import-outside-toplevel
   resolved = inference.resolve_method(method, dtype)
+  if resolved == "native-bf16":  # bf16 whatever the dtype asked (float32 by `auto` within the drift budget)
+    return get(resolved)
   return get(name_of(resolved, "float32" if dtype is None else jnp.dtype(dtype).name))

@@ -9,7 +9,9 @@ compile time, ms/frame and frames/s (median of --iters timed calls after --warmu
 GFLOP/s (`model.flops_per_lr_pixel`) and, where the device's peak is known, the fraction of it. In the same run:
 our JAX bicubic `imresize`, and the same net with the same weights in PyTorch (channels_last, eager and
 torch.compile), OpenCV dnn and onnxruntime (the file `python -m espcn_jax.export` writes) when installed, each
-reported as a ratio to ours. Then the PSNR drift of reduced precision vs float32 on Set5 (Y, crop_border = scale).
+reported as a ratio to ours. On a CPU with AMX-BF16 the native bf16 kernel ("native-bf16") gets a row of its own
+(and the peers' ratios to it). Then the PSNR drift against float32 of every reduced-precision path timed (bfloat16 /
+float16 rows, native-bf16) on Set5 and Set14 (Y, crop_border = scale), and whether `auto` uses it.
 
 Imports only jax, numpy, pillow and espcn_jax (no TensorFlow), so it runs on bare accelerator boxes.
 """
@@ -65,7 +67,8 @@ def _parse(argv):
   p.add_argument("--peers", default=",".join(PEERS),
                  help=f"comma list of peers to run ({', '.join(PEERS)}), or 'none'")
   p.add_argument("--no-bicubic", action="store_true", help="skip timing our bicubic imresize")
-  p.add_argument("--psnr-set", default="set5", help="built-in dataset for the precision drift, or 'none'")
+  p.add_argument("--psnr-set", default="set5,set14",
+                 help="built-in datasets (comma list) for the precision drift, or 'none'")
   p.add_argument("--json", default=None, help="write the results here (atomically)")
   args = p.parse_args(argv)
   if args.warmup < 0:
@@ -97,6 +100,8 @@ class _Table:
 
   def __init__(self, flops: float, kind: str):
     self.flops, self.kind, self.rows, self.ours_s = flops, kind, [], {}
+    self.ours_rows = {}  # (name dtype, batch) -> seconds per call, for the ratios of every peer to each of ours
+    self.reduced = {}  # the reduced-precision paths timed (dtype names, "native-bf16"), in order
 
   def add(self, name, dtype, batch, sec_per_call, compile_s, **extra):
     ms = 1e3 * sec_per_call / batch
@@ -106,8 +111,12 @@ class _Table:
     if self.kind == "cpu" and speed.CPU_TIMES:
       row["cpu_ms_per_frame"] = round(1e3 * statistics.median(speed.CPU_TIMES) / batch, 3)
     row.update(extra)
+    if "vs_ours" in row and not name.startswith("espcn-jax"):  # a peer: its time over each of ours
+      row["vs"] = {k: round(sec_per_call / v, 3) for (k, b), v in self.ours_rows.items() if b == batch}
     self.rows.append(row)
     ratio = f" | ours/this speed {row['vs_ours']:.2f}x" if "vs_ours" in row else ""
+    if len(row.get("vs", {})) > 1:  # a peer, and more than one of ours: its time over each
+      ratio = " | this/ours: " + ", ".join(f"{k.split()[0][10:-1]} {v:.2f}x" for k, v in row["vs"].items())
     peak = f" | {100 * row['frac_peak']:.1f}% of peak" if row.get("frac_peak") is not None else ""
     cpu = f" ({row['cpu_ms_per_frame']:.0f} CPU-ms)" if "cpu_ms_per_frame" in row else ""
     print(f"{name:>22} {dtype:>8} b{batch:<3} {ms:9.2f} ms/frame{cpu} {row['fps']:9.1f} fps  compile {compile_s:6.2f} s "
@@ -140,14 +149,19 @@ def _run_ours(args, params, spec, lr_hw, table: _Table) -> None:
           continue
         done.add(m)
         med, comp, _ = speed.ours(params, spec, *lr_hw, dtype, batch, m, args.iters, args.warmup)
-        pk = speed.peak_tflops(table.kind, dtype)
+        computes = "bfloat16" if m == "native-bf16" else dtype  # its operands, whatever dtype was asked
+        # the CPU's peak is its float32 FMA rate: none given for AMX tiles
+        pk = None if m == "native-bf16" else speed.peak_tflops(table.kind, computes)
         frac = None if pk is None else round((table.flops * batch / med) / (pk * 1e12), 4)
+        if computes != "float32":
+          table.reduced.setdefault(m if m == "native-bf16" else dtype, None)
         if i == 0:
-          table.add(f"espcn-jax[{m}]", dtype, batch, med, comp, frac_peak=frac)
+          table.add(f"espcn-jax[{m}]", computes, batch, med, comp, frac_peak=frac)
           table.ours_s[(dtype, batch)] = med
         elif (dtype, batch) in table.ours_s:
-          table.add(f"espcn-jax[{m}]", dtype, batch, med, comp, frac_peak=frac,
+          table.add(f"espcn-jax[{m}]", computes, batch, med, comp, frac_peak=frac,
                     vs_ours=round(med / table.ours_s[(dtype, batch)], 3))
+        table.ours_rows[(f"espcn-jax[{m}] {computes}", batch)] = med
 
 
 def _run_peer(peer, args, params, spec, x, ref, net, onnx_path, table: _Table, base_dt) -> None:
@@ -202,20 +216,40 @@ def _run_peers(args, params, spec, lr_hw, table: _Table, notes: list, base_dt: s
           _say(notes, f"{peer} b{batch}: failed ({type(e).__name__}: {msg})")
 
 
-def _run_drift(args, params, spec, notes: list):
-  """PSNR of each reduced --dtype minus float32's on --psnr-set (None when there is none)."""
-  reduced = [d for d in args.dtype if d != "float32"]
-  if not reduced or args.psnr_set == "none":
+def _run_drift(args, params, spec, notes: list, paths):
+  """{set: {path: PSNR - float32's PSNR}} of each reduced-precision path timed on each --psnr-set (None: none)."""
+  from espcn_jax import backends  # pylint: disable=import-outside-toplevel
+  if not paths or args.psnr_set == "none":
     return None
-  try:
-    scores = speed.psnr_drift(params, spec, ["float32"] + reduced, args.psnr_set, args.method[0])
-  except (ValueError, OSError) as e:
-    _say(notes, f"PSNR drift skipped: {e}")
-    return None
-  drift = {d: round(scores[d] - scores["float32"], 4) for d in reduced}
-  print(f"PSNR on {args.psnr_set} (Y, x{spec.scale}): " + ", ".join(f"{d} {v:.3f} dB" for d, v in scores.items())
-        + " | drift vs float32: " + ", ".join(f"{d} {v:+.4f} dB" for d, v in drift.items()), flush=True)
-  return drift
+  ref = "native" if backends.get("native").unavailable_reason() is None else "fma"  # float32
+  out = {}
+  for dataset in [d.strip() for d in args.psnr_set.split(",") if d.strip()]:
+    try:
+      scores = speed.psnr_drift(params, spec, [ref] + list(paths), dataset, args.method[0])
+    except (ValueError, OSError) as e:
+      _say(notes, f"PSNR drift on {dataset} skipped: {e}")
+      continue
+    out[dataset] = {d: round(scores[d] - scores[ref], 4) for d in paths}
+    print(f"PSNR on {dataset} (Y, x{spec.scale}): float32 ({ref}) {scores[ref]:.3f} dB | drift vs float32: "
+          + ", ".join(f"{d} {v:+.4f} dB" for d, v in out[dataset].items()), flush=True)
+  return out or None
+
+
+def _say_default(drift, notes: list) -> None:
+  """Whether `auto` runs native-bf16 in float32's place, and why (the drift budget)."""
+  from espcn_jax import inference  # pylint: disable=import-outside-toplevel
+  worst = None if not drift else min((d["native-bf16"] for d in drift.values() if "native-bf16" in d), default=None)
+  if worst is None:
+    return
+  budget = inference.NATIVE_BF16_DRIFT_BUDGET_DB
+  within = abs(worst) <= budget
+  default = inference.resolve_method("auto")
+  msg = (f"native-bf16 drift here (worst of {', '.join(drift)}): {worst:+.4f} dB, "
+         f"{'within' if within else 'over'} the {budget} dB budget; the default (auto) is {default}"
+         + ("" if default == "native-bf16" else " (float32; inference.AUTO_NATIVE_BF16: the shipped x2 weights drift "
+                "over the budget): native-bf16 by --method native-bf16 or --dtype bfloat16"))
+  notes.append(msg)
+  print("  note: " + msg, flush=True)
 
 
 @cli.exits_130_on_interrupt
@@ -242,6 +276,8 @@ def main(argv) -> int:
     notes.append("GFLOP/s and % of peak count direct-convolution FLOPs; the native kernel's Winograd F(4x4, 3x3) "
                  "does 1/4 of the 3x3 layers' multiplies, so its effective rate can exceed the hardware's")
     print("  note: " + notes[-1], flush=True)
+  if "native-bf16" not in args.method and backends.get("native-bf16").unavailable_reason(spec) is None:
+    args.method = list(args.method) + ["native-bf16"]  # AMX here: the bf16 kernel's row too
   _run_ours(args, params, spec, lr_hw, table)
   base_dt = "float32" if "float32" in args.dtype else args.dtype[0]
   if not args.no_bicubic:
@@ -250,14 +286,23 @@ def main(argv) -> int:
       table.add("bicubic (jax imresize)", "float32", batch, med, comp, vs_ours=table.vs_ours(med, base_dt, batch,
                                                                                             base_dt))
   _run_peers(args, params, spec, lr_hw, table, notes, base_dt)
-  drift = _run_drift(args, params, spec, notes)
+  drift = _run_drift(args, params, spec, notes, list(table.reduced))
+  _say_default(drift, notes)
   if args.json:
     atomic_io.write_text(args.json, json.dumps({
         "device": dev, "resolution": args.resolution, "scale": spec.scale, "lr_size": list(lr_hw),
         "net_output_size": list(sizes["net_out"]), "frame_size": list(sizes["frame"]),
         "gflop_per_frame": round(flops / 1e9, 3), "jax": jax.__version__, "method": method, "results": table.rows,
-        "psnr_drift_db": drift, "notes": notes}, indent=1))
+        "psnr_drift_db": _worst(drift), "psnr_drift_by_set_db": drift, "notes": notes}, indent=1))
   return cli.OK
+
+
+def _worst(drift):
+  """{path: the drift of largest size over the sets} (None without any)."""
+  if not drift:
+    return None
+  paths = {p for d in drift.values() for p in d}
+  return {p: max((d[p] for d in drift.values() if p in d), key=abs) for p in sorted(paths)}
 
 
 def run():

@@ -22,7 +22,12 @@ Methods (every forward pass of the net, and how each agrees with `model.apply`, 
                float32 only. All layers run row by row in cache, vectorised for the CPU (AVX-512 / AVX2) on all
                cores, the 3x3 layers by Winograd F(4x4, 3x3): 2.3-3.7x faster than "conv" for 1080p x3 on a 2-core
                AMD EPYC (BENCHMARKS.md).
-  "auto":      "native" on the CPU in float32 when the kernel loads; else "fma" on the CPU, "conv" elsewhere.
+  "native-bf16": the native kernel with the layers of >= 8 input channels on AMX tiles (bf16 operands, float32 sums,
+               bias and tanh; the first layer in float32): CPUs with AMX-BF16 (Intel Sapphire Rapids and later) and
+               the "avx512_amx" build (`native.infer_has_amx()`). Its PSNR drift against float32 is measured by
+               `benchmark` (Set5 / Set14): over NATIVE_BF16_DRIFT_BUDGET_DB with the shipped x2 weights.
+  "auto":      on the CPU: "native" in float32 when the kernel loads (native-bf16 if AUTO_NATIVE_BF16), else "fma";
+               in bfloat16 "native-bf16" where it runs, else "fma"; "conv" elsewhere.
 A Winograd F(4x4, 3x3) written in jnp was removed: XLA:CPU ran it 2.1-2.8x slower than "conv" at every size measured
 (LR 32x32, 96x128 and 360x640 at batch 1, 96x128 at batch 8; shipped x3 weights); the native kernel has the fast one.
 """
@@ -38,7 +43,13 @@ import numpy as np
 
 from espcn_jax import image_ops, model, native, ps
 
-METHODS = ("auto", "conv", "fma", "native")
+METHODS = ("auto", "conv", "fma", "native", "native-bf16")
+# `auto` may pick a reduced-precision path in float32's place only when its PSNR drift against float32 stays within
+# this budget on Set5 and Set14. native-bf16 with the shipped t91 weights (docs/bench/psnr_drift_native_bf16.json):
+# x3 -0.008 / -0.004 dB, x4 -0.002 / -0.001 dB, but x2 -0.053 / -0.020 dB: over it, so `auto` stays float32 (native)
+# and native-bf16 is asked for by name or by dtype bfloat16.
+NATIVE_BF16_DRIFT_BUDGET_DB = 0.02
+AUTO_NATIVE_BF16 = False
 
 
 def receptive_radius(spec: model.Spec) -> int:
@@ -47,18 +58,29 @@ def receptive_radius(spec: model.Spec) -> int:
 
 
 def resolve_method(method: str, dtype=None) -> str:
-  """The method "auto" stands for with this compute dtype on the default backend (see the module's docstring)."""
+  """The method "auto" stands for with this compute dtype on the default backend (see the module's docstring); also
+  "native" in bfloat16 is "native-bf16" (where it runs)."""
   if method not in METHODS:
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-  float32 = dtype is None or jnp.dtype(dtype) == jnp.float32
-  if method == "native" and not float32:
-    raise ValueError(f"method 'native' computes in float32 only, got dtype {jnp.dtype(dtype).name}")
-  if method == "native" and not native.available():
-    raise ValueError(f"method 'native' is unavailable here: {native.unavailable_reason()}")
+  name = "float32" if dtype is None else jnp.dtype(dtype).name
+  if method in ("native", "native-bf16") and not native.available():
+    raise ValueError(f"method {method!r} is unavailable here: {native.unavailable_reason()}")
+  bf16_here = jax.default_backend() == "cpu" and native.available() and native.infer_has_amx()
+  if method == "native" and name == "bfloat16" and bf16_here:
+    return "native-bf16"
+  if method == "native" and name != "float32":
+    raise ValueError(f"method 'native' computes in float32 only, got dtype {name}")
+  if method == "native-bf16":
+    if not native.infer_has_amx():
+      raise ValueError("method 'native-bf16' needs a CPU with AMX-BF16 and the avx512_amx kernel; not here")
+    if name not in ("float32", "bfloat16"):
+      raise ValueError(f"method 'native-bf16' computes in bfloat16, got dtype {name}")
   if method == "auto":
     if jax.default_backend() != "cpu":
       return "conv"
-    return "native" if float32 and native.available() else "fma"
+    if bf16_here and (name == "bfloat16" or (name == "float32" and AUTO_NATIVE_BF16)):
+      return "native-bf16"
+    return "native" if name == "float32" and native.available() else "fma"
   return method
 
 
@@ -106,9 +128,14 @@ def forward(params, lr_BxHxWxC, spec: model.Spec, *, valid_Bx4=None, dtype=None,
   computes, on its valid rectangle, exactly what the net gives the rectangle's pixels alone (SAME zero padding at its
   edges).
   """
-  method = resolve_method(method, dtype)
-  if method == "native":
-    return native.forward(params, lr_BxHxWxC, spec, valid_Bx4=valid_Bx4)
+  resolved = resolve_method(method, dtype)
+  if resolved == "native-bf16" and not native.bf16_takes(spec):
+    if method != "auto":
+      raise ValueError(f"method 'native-bf16' takes nets whose first layer has < 8 inputs and the others >= 8: {spec}")
+    resolved = "native"
+  if resolved in ("native", "native-bf16"):
+    return native.forward(params, lr_BxHxWxC, spec, valid_Bx4=valid_Bx4, bf16=resolved == "native-bf16")
+  method = resolved
   act = model.ACTIVATIONS[spec.activation]
   x = jnp.asarray(lr_BxHxWxC, jnp.float32)
   b, h, w, _ = x.shape

@@ -192,21 +192,25 @@ def opencv_peer(path, x_nhwc, iters: int, warmup: int):
   return med, compile_s, np.asarray(y)[0].transpose(1, 2, 0)
 
 
-def psnr_drift(params, spec, dtypes, dataset: str, method: str):
-  """Mean Y PSNR (dB) on a built-in set for each dtype, x scale, crop_border = scale: {dtype: psnr}."""
+def psnr_drift(params, spec, paths, dataset: str, method: str):
+  """Mean Y PSNR (dB) on a built-in set for each path, x scale, crop_border = scale: {path: psnr}. A path is a dtype
+  ("float32", "bfloat16", ...: `method` in it, or what "auto" runs in it where `method` cannot) or a method of its own
+  precision ("native-bf16")."""
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from espcn_jax import backends, image_files, image_ops, inference, metrics  # pylint: disable=import-outside-toplevel
   r = spec.scale
   def upscaler(d):
+    if d in inference.METHODS:
+      return inference.Upscaler(params, spec, method=d)
     dt = None if d == "float32" else getattr(jnp, d)
     try:
       m = backends.choose(method, dt).method
-    except ValueError:  # e.g. native (float32 only) for bfloat16: what "auto" gives that dtype
+    except ValueError:  # e.g. native (float32 only) for float16: what "auto" gives that dtype
       m = backends.choose("auto", dt).method
     return inference.Upscaler(params, spec, dtype=dt, method=m)
 
-  ups = {d: upscaler(d) for d in dtypes}
-  scores = {d: [] for d in dtypes}
+  ups = {d: upscaler(d) for d in paths}
+  scores = {d: [] for d in paths}
   for path in image_files.list_images(image_files.builtin_dataset_dir(dataset)):
     hr = image_files.load_image(path).astype(np.float32) / 255.0
     hr = np.asarray(image_ops.modcrop(hr, r))

@@ -70,6 +70,14 @@ def test_every_benchmark_row_is_a_backend():
   """`python -m espcn_jax.benchmark` reports ours (--method x --dtype) and its peers: each row is a listed backend."""
   for method in inference.METHODS[1:]:  # but "auto", which is one of them
     for dtype in benchmark.DTYPES:
+      amx = backends.get("native-bf16").unavailable_reason() is None
+      if method == "native-bf16" or (method == "native" and dtype == "bfloat16" and amx):
+        if not amx or dtype == "float16":
+          with pytest.raises(ValueError, match="AMX|computes in bfloat16"):
+            backends.choose(method, dtype)
+        else:  # one kernel, bf16 operands, whatever dtype is asked
+          assert backends.choose(method, dtype).name == "native-bf16"
+        continue
       if method == "native" and dtype != "float32":
         with pytest.raises(ValueError, match="float32 only"):
           backends.choose(method, dtype)
@@ -84,9 +92,11 @@ def test_every_benchmark_row_is_a_backend():
 
 def test_choose_auto_is_the_resolved_method():
   auto = backends.choose("auto")
-  assert auto.method == inference.resolve_method("auto") and auto.dtype == "float32"
-  assert backends.choose("auto", "bfloat16").name == backends.name_of(inference.resolve_method("auto", "bfloat16"),
-                                                                      "bfloat16")
+  assert auto.method == inference.resolve_method("auto")
+  assert auto.dtype == ("bfloat16" if auto.method == "native-bf16" else "float32")
+  bf16 = inference.resolve_method("auto", "bfloat16")
+  assert backends.choose("auto", "bfloat16").name == (bf16 if bf16 == "native-bf16" else
+                                                      backends.name_of(bf16, "bfloat16"))
   with pytest.raises(ValueError, match="unknown backend 'fft'"):
     backends.get("fft")
 

@@ -77,12 +77,16 @@ XLA_AUTO = "fma" if jax.default_backend() == "cpu" else "conv"  # what "auto" is
 
 
 def test_auto_picks_native_on_cpu_float32_only():
-  want = "native" if native.available() and jax.default_backend() == "cpu" else XLA_AUTO
+  """float32: native (native-bf16 where AMX runs it, within the drift budget); bfloat16: native-bf16 or XLA."""
+  cpu = native.available() and jax.default_backend() == "cpu"
+  amx = cpu and native.infer_has_amx()
+  want = ("native-bf16" if amx and inference.AUTO_NATIVE_BF16 else "native") if cpu else XLA_AUTO
   assert inference.resolve_method("auto") == want
   assert inference.resolve_method("auto", np.float32) == want
-  assert inference.resolve_method("auto", "bfloat16") == XLA_AUTO
-  with pytest.raises(ValueError, match="float32 only"):
-    inference.resolve_method("native", "bfloat16")
+  assert inference.resolve_method("auto", "bfloat16") == ("native-bf16" if amx else XLA_AUTO)
+  if not amx:
+    with pytest.raises(ValueError, match="float32 only"):
+      inference.resolve_method("native", "bfloat16")
 
 
 def test_unavailable_falls_back(monkeypatch):

@@ -13,8 +13,9 @@ in cache, vectorised for the CPU it was built on, with one thread per band of ro
 `inference.forward` to float32 rounding (tanh: a rational approximation with max error ~1e-7).
 
 The library is compiled when the package is built (setup.py), once per instruction set: on x86-64 "avx512_amx"
-(the bf16 variant whose training convolutions run on AMX tiles; picked when the CPU has AMX-BF16 and the OS grants
-this process the tile state, ESPCN_JAX_NO_AMX=1 says no), "avx512_bf16" (x86-64-v4 + AVX512_BF16), "avx512" (x86-64-v4), "avx2" (x86-64-v3) and "generic" (SSE2); on aarch64 one "generic"
+(the bf16 variant whose training convolutions, and `forward(bf16=True)`, run on AMX tiles; picked when the CPU
+has AMX-BF16 and the OS grants this process the tile state, ESPCN_JAX_NO_AMX=1 says no), "avx512_bf16" (x86-64-v4 +
+AVX512_BF16), "avx512" (x86-64-v4), "avx2" (x86-64-v3) and "generic" (SSE2); on aarch64 one "generic"
 build. When the package loads the kernels, the portable build asks the CPU which variant it runs (cpuid, through
 `espcn_cpu_best_variant`) and that one is loaded: no compiler is needed and nothing is built with -march=native.
 ESPCN_JAX_NATIVE_VARIANT=avx2 (say) picks a variant by hand (it must be one this CPU runs; the tests use it to check
@@ -48,9 +49,12 @@ import jax.numpy as jnp
 import numpy as np
 
 _HERE = pathlib.Path(__file__).resolve().parent
-SOURCES = ("espcn_cpu_kernel.cc", "espcn_cpu_train.cc", "espcn_cpu_ffi.cc", "espcn_cpu_probe.cc")
-HEADERS = ("espcn_cpu_kernel.h", "espcn_cpu_blocks.h", "espcn_cpu_train.h", "espcn_cpu_train_blocks.h", "espcn_cpu_train_amx.h")
+SOURCES = ("espcn_cpu_kernel.cc", "espcn_cpu_train.cc", "espcn_cpu_ffi.cc", "espcn_cpu_probe.cc",
+           "espcn_cpu_infer_amx.cc")
+HEADERS = ("espcn_cpu_kernel.h", "espcn_cpu_blocks.h", "espcn_cpu_train.h", "espcn_cpu_train_blocks.h",
+           "espcn_cpu_train_amx.h", "espcn_cpu_infer_amx.h")
 TARGET = "espcn_forward_cpu"
+TARGET_BF16 = "espcn_forward_bf16_cpu"  # the AMX bf16 inference kernel (espcn_cpu_infer_amx.cc)
 TRAIN_TARGETS = {"espcn_train_forward_cpu": "EspcnTrainForward", "espcn_train_backward_cpu": "EspcnTrainBackward"}
 ACTIVATION_CODES = {"linear": 0, "tanh": 1, "relu": 2}
 VARIANTS = ("avx512_amx", "avx512_bf16", "avx512", "avx2", "generic")  # best first; built into the wheel by setup.py
@@ -169,6 +173,10 @@ def _load():
     path = _library_path()
     lib = ctypes.CDLL(str(path))
     jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.EspcnForward), platform="cpu")
+    infer_amx = getattr(lib, "espcn_infer_has_amx", None)  # (a developer build from before it: no such symbol)
+    _state["infer_amx"] = bool(infer_amx()) if infer_amx else False
+    if _state["infer_amx"]:
+      jax.ffi.register_ffi_target(TARGET_BF16, jax.ffi.pycapsule(lib.EspcnForwardBf16), platform="cpu")
     for target, symbol in TRAIN_TARGETS.items():  # the training VJP's halves (espcn_jax.native.training)
       jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
     lib.espcn_isa.restype = ctypes.c_char_p
@@ -238,6 +246,13 @@ def train_has_amx() -> bool:
   return bool(_state.get("train_amx"))
 
 
+def infer_has_amx() -> bool:
+  """True when `forward(bf16=True)` runs here: the inference kernel with the layers of >= 8 inputs on AMX tiles (the
+  "avx512_amx" build, on a CPU and OS that allow AMX)."""
+  _load()
+  return bool(_state.get("infer_amx"))
+
+
 def usable_cpus() -> int:
   """The CPUs this process may run on: os.sched_getaffinity (Linux), else os.cpu_count() (macOS, Windows: said once)."""
   if hasattr(os, "sched_getaffinity"):
@@ -265,15 +280,27 @@ def pack_params(params, spec):
   return jnp.concatenate(parts)
 
 
-def forward(params, lr_BxHxWxC, spec, *, valid_Bx4=None, threads: int | None = None, winograd: bool = True):
+def bf16_takes(spec) -> bool:
+  """Whether `forward(bf16=True)` takes this net: >= 2 layers, the first with < 8 inputs, the others >= 8."""
+  return spec.num_layers >= 2 and spec.channels < 8 and min(spec.features) >= 8
+
+
+def forward(params, lr_BxHxWxC, spec, *, valid_Bx4=None, threads: int | None = None, winograd: bool = True,
+            bf16: bool = False):
   """LR canvases (B, H, W, C) float32 -> HR (B, rH, rW, C) float32, as `inference.forward` (float32). CPU only.
 
   `valid_Bx4` (y0, y1, x0, x1) per canvas: the input and hidden activations are zero outside it (exact padding);
   None = the whole canvas. `winograd`: 3x3 layers with >= 8 inputs by Winograd F(4x4, 3x3) (4x fewer multiplies; float32
   error ~1e-6) where the library has it (`has_winograd()`: not in a clang build); False: direct convolution.
+  `bf16`: the layers with >= 8 inputs on AMX tiles with bf16 operands and float32 sums (espcn_cpu_infer_amx.cc; the
+  first layer, bias and activations in float32); ValueError where `infer_has_amx()` is False. Nets it takes: a first
+  layer with fewer than 8 inputs, then layers with >= 8 (ESPCN); `winograd` does not apply.
   """
   if not available():
     raise RuntimeError(f"the native CPU kernel is unavailable: {unavailable_reason()}")
+  if bf16 and not infer_has_amx():
+    raise ValueError("native.forward(bf16=True) needs the avx512_amx kernel on a CPU with AMX-BF16 (this one loaded "
+                     f"{library_path().name if library_path() else 'none'})")
   x = jnp.asarray(lr_BxHxWxC, jnp.float32)
   b, h, w, c = x.shape
   if c != spec.channels:
@@ -283,9 +310,13 @@ def forward(params, lr_BxHxWxC, spec, *, valid_Bx4=None, threads: int | None = N
   valid = jnp.clip(jnp.asarray(valid_Bx4, jnp.int32), 0, jnp.asarray([h, h, w, w], jnp.int32))
   r = spec.scale
   channels = [spec.channels, *spec.features, spec.channels * r * r]
-  call = jax.ffi.ffi_call(TARGET, jax.ShapeDtypeStruct((b, h * r, w * r, c), jnp.float32),
+  if bf16 and not bf16_takes(spec):
+    raise ValueError(f"native.forward(bf16=True) takes nets of < 8 inputs and hidden layers of >= 8, got {channels}")
+  attrs = dict(kernel_sizes=np.asarray(spec.kernel_sizes, np.int64), channels=np.asarray(channels, np.int64),
+               activation=np.int64(ACTIVATION_CODES[spec.activation]), scale=np.int64(r),
+               num_threads=np.int64(threads or num_threads()))
+  if not bf16:
+    attrs["winograd"] = np.int64(bool(winograd))
+  call = jax.ffi.ffi_call(TARGET_BF16 if bf16 else TARGET, jax.ShapeDtypeStruct((b, h * r, w * r, c), jnp.float32),
                           vmap_method="sequential")
-  return call(x, valid, pack_params(params, spec),
-              kernel_sizes=np.asarray(spec.kernel_sizes, np.int64), channels=np.asarray(channels, np.int64),
-              activation=np.int64(ACTIVATION_CODES[spec.activation]), scale=np.int64(r),
-              num_threads=np.int64(threads or num_threads()), winograd=np.int64(bool(winograd)))
+  return call(x, valid, pack_params(params, spec), **attrs)

@@ -7,6 +7,7 @@
 #include <functional>
 #include <string>
 
+#include "espcn_cpu_infer_amx.h"
 #include "espcn_cpu_kernel.h"
 #include "espcn_cpu_train.h"
 #include "xla/ffi/api/ffi.h"
@@ -15,40 +16,53 @@ namespace ffi = xla::ffi;
 
 namespace {
 
-ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::S32> valid, ffi::Buffer<ffi::F32> packed,
-                   ffi::ResultBuffer<ffi::F32> out, ffi::Span<const int64_t> kernel_sizes,
-                   ffi::Span<const int64_t> channels, int64_t activation, int64_t scale, int64_t num_threads,
-                   int64_t winograd) {
+// NetDesc for an inference call from x (B, H, W, C) and the attributes; checks valid, out and the packed weights.
+ffi::Error describe_forward(const char* name, ffi::Buffer<ffi::F32>& x, ffi::Buffer<ffi::S32>& valid,
+                            ffi::Buffer<ffi::F32>& packed, ffi::ResultBuffer<ffi::F32>& out,
+                            ffi::Span<const int64_t> kernel_sizes, ffi::Span<const int64_t> channels,
+                            int64_t activation, int64_t scale, int64_t num_threads, NetDesc* net_out) {
+  const std::string n = name;
   auto xd = x.dimensions();
-  if (xd.size() != 4) return ffi::Error::InvalidArgument("espcn_forward: x must be (B, H, W, C)");
+  if (xd.size() != 4) return ffi::Error::InvalidArgument(n + ": x must be (B, H, W, C)");
   NetDesc net{};
   net.batch = (int)xd[0], net.height = (int)xd[1], net.width = (int)xd[2], net.in_channels = (int)xd[3];
   net.scale = (int)scale;
   net.num_layers = (int)kernel_sizes.size();
   net.activation = (int)activation;
   net.num_threads = (int)num_threads;
-  net.winograd = (int)winograd;
   if (net.num_layers < 1 || net.num_layers > 16 || (int)channels.size() != net.num_layers + 1)
-    return ffi::Error::InvalidArgument("espcn_forward: need 1-16 layers and one channel count per activation");
+    return ffi::Error::InvalidArgument(n + ": need 1-16 layers and one channel count per activation");
   if (channels[0] != net.in_channels || channels[net.num_layers] != net.in_channels * scale * scale)
-    return ffi::Error::InvalidArgument("espcn_forward: channels do not match the input / scale");
+    return ffi::Error::InvalidArgument(n + ": channels do not match the input / scale");
   int64_t expect = 0;
   for (int l = 0; l < net.num_layers; ++l) {
     net.kernel_sizes[l] = (int)kernel_sizes[l];
     if (kernel_sizes[l] % 2 == 0 || kernel_sizes[l] > 15)
-      return ffi::Error::InvalidArgument("espcn_forward: kernel sizes must be odd and <= 15");
+      return ffi::Error::InvalidArgument(n + ": kernel sizes must be odd and <= 15");
     expect += kernel_sizes[l] * kernel_sizes[l] * channels[l] * channels[l + 1] + channels[l + 1];
   }
   for (int l = 0; l <= net.num_layers; ++l) net.channels[l] = (int)channels[l];
   if ((int64_t)packed.element_count() != expect)
-    return ffi::Error::InvalidArgument("espcn_forward: packed weights have " + std::to_string(packed.element_count()) +
+    return ffi::Error::InvalidArgument(n + ": packed weights have " + std::to_string(packed.element_count()) +
                                        " floats, expected " + std::to_string(expect));
   auto vd = valid.dimensions();
-  if (vd.size() != 2 || vd[0] != xd[0] || vd[1] != 4)
-    return ffi::Error::InvalidArgument("espcn_forward: valid must be (B, 4)");
+  if (vd.size() != 2 || vd[0] != xd[0] || vd[1] != 4) return ffi::Error::InvalidArgument(n + ": valid must be (B, 4)");
   auto od = out->dimensions();
   if (od.size() != 4 || od[0] != xd[0] || od[1] != xd[1] * scale || od[2] != xd[2] * scale || od[3] != xd[3])
-    return ffi::Error::InvalidArgument("espcn_forward: output must be (B, rH, rW, C)");
+    return ffi::Error::InvalidArgument(n + ": output must be (B, rH, rW, C)");
+  *net_out = net;
+  return ffi::Error::Success();
+}
+
+ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::S32> valid, ffi::Buffer<ffi::F32> packed,
+                   ffi::ResultBuffer<ffi::F32> out, ffi::Span<const int64_t> kernel_sizes,
+                   ffi::Span<const int64_t> channels, int64_t activation, int64_t scale, int64_t num_threads,
+                   int64_t winograd) {
+  NetDesc net;
+  ffi::Error e = describe_forward("espcn_forward", x, valid, packed, out, kernel_sizes, channels, activation, scale,
+                                  num_threads, &net);
+  if (e.failure()) return e;
+  net.winograd = (int)winograd;
   if (espcn_forward(&net, packed.typed_data(), x.typed_data(), valid.typed_data(), out->typed_data()) != 0)
     return ffi::Error::Internal("espcn_forward: unsupported layer configuration");
   return ffi::Error::Success();
@@ -68,6 +82,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(EspcnForward, Forward,
                                   .Attr<int64_t>("scale")
                                   .Attr<int64_t>("num_threads")
                                   .Attr<int64_t>("winograd"));
+
 
 
 namespace {
@@ -149,6 +164,23 @@ ffi::Error TrainBackward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buf
   return ffi::Error::Success();
 }
 
+// The forward pass with the layers of >= 8 inputs on AMX tiles (bf16 operands); threads from XLA's pool.
+ffi::Error ForwardBf16(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::S32> valid,
+                       ffi::Buffer<ffi::F32> packed, ffi::ResultBuffer<ffi::F32> out,
+                       ffi::Span<const int64_t> kernel_sizes, ffi::Span<const int64_t> channels, int64_t activation,
+                       int64_t scale, int64_t num_threads) {
+  NetDesc net;
+  ffi::Error e = describe_forward("espcn_forward_bf16", x, valid, packed, out, kernel_sizes, channels, activation,
+                                  scale, num_threads, &net);
+  if (e.failure()) return e;
+  net.bf16 = 1;
+  const int rc = espcn_forward_bf16(&net, packed.typed_data(), x.typed_data(), valid.typed_data(), out->typed_data(),
+                                    pool_schedule(pool, &net));
+  if (rc == 2) return ffi::Error::Internal("espcn_forward_bf16: this build or CPU has no AMX tiles");
+  if (rc != 0) return ffi::Error::Internal("espcn_forward_bf16: unsupported layer configuration");
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(EspcnTrainForward, TrainForward,
@@ -177,3 +209,16 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(EspcnTrainBackward, TrainBackward,
                                   .Attr<int64_t>("activation")
                                   .Attr<int64_t>("num_threads")
                                   .Attr<int64_t>("bf16"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EspcnForwardBf16, ForwardBf16,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<ffi::Span<const int64_t>>("kernel_sizes")
+                                  .Attr<ffi::Span<const int64_t>>("channels")
+                                  .Attr<int64_t>("activation")
+                                  .Attr<int64_t>("scale")
+                                  .Attr<int64_t>("num_threads"));
