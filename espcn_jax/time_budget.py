@@ -18,6 +18,11 @@ import time
 from typing import Callable
 
 
+def now() -> float:
+  """The budget's clock (time.monotonic), e.g. to note a command's start for `TimeBudget(start=...)`."""
+  return time.monotonic()
+
+
 class TimeBudget:
   """Fits a run to `budget_s` seconds from now (the clock is injectable for tests)."""
 

@@ -27,9 +27,6 @@ import json
 import os
 import pathlib
 import sys
-import time
-
-_STARTED = time.monotonic()  # the command's start: `max_minutes` counts from here (start-up and compilation included)
 
 import ml_collections
 
@@ -133,9 +130,10 @@ def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int, paths=None
   return backend, stream
 
 
-def train(cfg: dict, workdir) -> int:
+def train(cfg: dict, workdir, *, started: float | None = None) -> int:
   """Trains (or resumes) into `workdir`. Returns 0 when done, 130 when stopped by a signal (after saving).
-  The workdir is locked for the run (train_io.WorkdirLock): a second run on it fails with a message."""
+  The workdir is locked for the run (train_io.WorkdirLock): a second run on it fails with a message. `started`
+  (time_budget.now() at the command's start): where `max_minutes` counts from; default: when the budget is set up."""
   cfg = cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else copy.deepcopy(cfg)
   workdir = pathlib.Path(workdir)
   if cfg["distributed"]:  # unset (None) fields come from the environment; process_id 0 is a value
@@ -144,7 +142,7 @@ def train(cfg: dict, workdir) -> int:
     jax.distributed.initialize(**kw)
   from tqdm import tqdm
   with contextlib.ExitStack() as held:
-    run, state, ls = _prepare(cfg, workdir, held)
+    run, state, ls = _prepare(cfg, workdir, held, started)
     bar = tqdm(total=ls.total, initial=ls.step, unit="step", desc=f"ESPCN x{run.spec.scale}",
                disable=not train_io.primary(), dynamic_ncols=True, file=sys.stderr)
     held.callback(bar.close)  # also on an error: its message then starts on a line of its own
@@ -183,7 +181,7 @@ def _choose_kernels(cfg: dict, num_devices: int, dtype) -> tuple[bool, bool]:
   return native, bf16
 
 
-def _prepare(cfg: dict, workdir: pathlib.Path, held: contextlib.ExitStack):
+def _prepare(cfg: dict, workdir: pathlib.Path, held: contextlib.ExitStack, started: float | None = None):
   """Checks, the workdir lock, the (restored) state, the data and the compiled step -> (Run, TrainState, LoopState).
   Everything that can fail on a bad setting or folder fails before the workdir is touched."""
   import jax
@@ -231,7 +229,7 @@ def _prepare(cfg: dict, workdir: pathlib.Path, held: contextlib.ExitStack):
     run.next_input = lambda: data_parallel.put_batch(data.take(k), mesh)
   run.budget = None if not cfg["max_minutes"] else time_budget.TimeBudget(  # timed over whole validation cycles
       60 * cfg["max_minutes"], steps_per_epoch=spe, total_steps=ls.total,
-      measure_epochs=max(2, cfg["eval_every_epochs"], cfg["checkpoint_every_epochs"]), start=_STARTED)
+      measure_epochs=max(2, cfg["eval_every_epochs"], cfg["checkpoint_every_epochs"]), start=started)
   run.logs = train_io.Logs(workdir, ls.step, cfg["tensorboard"]) if train_io.primary() else None
   return run, state, ls
 
@@ -268,12 +266,13 @@ def quiet_tensorflow() -> None:
 
 
 def main(argv) -> int:
+  started = time_budget.now()  # `max_minutes` counts from the command's start (start-up and compilation included)
   quiet_tensorflow()
   try:
     cfg, workdir, chosen = train_config.parse(argv, doc=__doc__)
     if chosen:
       print(chosen, file=sys.stderr)
-    return train(cfg, workdir or cfg.workdir)
+    return train(cfg, workdir or cfg.workdir, started=started)
   except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     return 130
