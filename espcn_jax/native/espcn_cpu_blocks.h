@@ -35,14 +35,15 @@ inline vf loadu(const float* p) {
 }
 inline void storeu(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
 
-// tanh as a clamped odd rational function (13/6), max abs error ~1e-7 on float32 (the form XLA/Eigen use).
-inline vf vtanh(vf x) {
-  const float kClamp = 7.90531110763549805f;
+// tanh as a clamped odd rational function (13/6), max abs error ~1e-7 on float32 (the form XLA/Eigen use):
+// tanh(x) = p / q for x clamped to +-kTanhClamp (tanh_pq), and x itself for |x| < 0.0004.
+constexpr float kTanhClamp = 7.90531110763549805f;
+inline void tanh_pq(vf x, vf& p, vf& q) {
   vf c = x;
-  c = c > kClamp ? (vf){} + kClamp : c;
-  c = c < -kClamp ? (vf){} - kClamp : c;
+  c = c > kTanhClamp ? (vf){} + kTanhClamp : c;
+  c = c < -kTanhClamp ? (vf){} - kTanhClamp : c;
   vf x2 = c * c;
-  vf p = (vf){} + -2.76076847742355e-16f;
+  p = (vf){} + -2.76076847742355e-16f;
   p = p * x2 + 2.00018790482477e-13f;
   p = p * x2 + -8.60467152213735e-11f;
   p = p * x2 + 5.12229709037114e-08f;
@@ -50,10 +51,15 @@ inline vf vtanh(vf x) {
   p = p * x2 + 6.37261928875436e-04f;
   p = p * x2 + 4.89352455891786e-03f;
   p = p * c;
-  vf q = (vf){} + 1.19825839466702e-06f;
+  q = (vf){} + 1.19825839466702e-06f;
   q = q * x2 + 1.18534705686654e-04f;
   q = q * x2 + 2.26843463243900e-03f;
   q = q * x2 + 4.89352518554385e-03f;
+}
+
+inline vf vtanh(vf x) {
+  vf p, q;
+  tanh_pq(x, p, q);
   vf t = p / q;
   // tiny |x|: tanh(x) = x to float precision (keeps the sign of zero and avoids the rational's rounding)
   vf ax = x < 0 ? -x : x;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "espcn_cpu_blocks.h"
+#include "espcn_cpu_tasks.h"
 
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__)
 #include <immintrin.h>
@@ -179,21 +180,8 @@ void tile_config_for(int kc, int nb) {
 // Newton step (relative error ~1e-7: far below the bf16 rounding that follows); relu and linear as `activate`.
 inline vf activate_fast(vf x, int activation) {
   if (activation != kActTanh) return activate(x, activation);
-  const __m512 kc = _mm512_set1_ps(7.90531110763549805f);
-  const __m512 c = _mm512_max_ps(_mm512_min_ps((__m512)x, kc), _mm512_sub_ps(_mm512_setzero_ps(), kc));
-  const vf cv = (vf)c, x2 = cv * cv;
-  vf p = (vf){} + -2.76076847742355e-16f;
-  p = p * x2 + 2.00018790482477e-13f;
-  p = p * x2 + -8.60467152213735e-11f;
-  p = p * x2 + 5.12229709037114e-08f;
-  p = p * x2 + 1.48572235717979e-05f;
-  p = p * x2 + 6.37261928875436e-04f;
-  p = p * x2 + 4.89352455891786e-03f;
-  p = p * cv;
-  vf q = (vf){} + 1.19825839466702e-06f;
-  q = q * x2 + 1.18534705686654e-04f;
-  q = q * x2 + 2.26843463243900e-03f;
-  q = q * x2 + 4.89352518554385e-03f;
+  vf p, q;
+  tanh_pq(x, p, q);
   vf r = (vf)_mm512_rcp14_ps((__m512)q);
   r = r * (2.0f - q * r);
   const vf t = p * r;
@@ -417,26 +405,6 @@ class Item {
   float* tmp_ = nullptr;
 };
 
-// work(i) for i < n: on the calling thread and up to threads - 1 tasks of the pool, each claiming items in turn.
-void run_items(int n, int threads, const Schedule& schedule, std::function<void(int)> work) {
-  struct Shared {
-    std::atomic<int> next{0}, done{0};
-    int n;
-    std::function<void(int)> work;
-  };
-  auto s = std::make_shared<Shared>();
-  s->n = n, s->work = std::move(work);
-  auto loop = [](Shared& st) {
-    for (int i; (i = st.next.fetch_add(1)) < st.n;) {
-      st.work(i);
-      st.done.fetch_add(1);
-    }
-  };
-  if (schedule)
-    for (int t = 1; t < std::min(threads, n); ++t) schedule([s, loop] { loop(*s); });
-  loop(*s);
-  while (s->done.load() < n) std::this_thread::yield();
-}
 
 }  // namespace
 
@@ -454,7 +422,7 @@ int espcn_forward_bf16(const NetDesc* net, const float* packed, const float* x, 
   int nb = std::max(1, std::min(H / 32, (4 * T + B * ns - 1) / (B * ns)));
   if ((B * ns * nb) % T != 0 && nb + 1 <= H / 32) ++nb;
   const int n = B * ns * nb;
-  run_items(n, T, schedule, [&](int i) {
+  run_tasks(n, T, schedule, [&](int i) {
     const int b = i / (ns * nb), band = i / ns % nb, strip = i % ns;
     const int ys = (int)((long)H * band / nb), ye = (int)((long)H * (band + 1) / nb);
     const int x0 = (int)((long)W * strip / ns), x1 = (int)((long)W * (strip + 1) / ns);

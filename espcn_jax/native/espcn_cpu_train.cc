@@ -36,6 +36,7 @@
 
 #include "espcn_cpu_train_blocks.h"
 #include "espcn_cpu_train_amx.h"
+#include "espcn_cpu_tasks.h"
 
 extern "C" int espcn_train_has_bf16() { return ESPCN_HAVE_BF16; }
 
@@ -247,27 +248,6 @@ struct Net {
 
 constexpr int kChunks = 8;  // the batch is cut into at most this many chunks of images (independent of threads)
 
-// work(c) for c < n: on the calling thread and on up to threads - 1 scheduled tasks, each claiming chunks in turn.
-// Returns when all n are done. A task that starts late finds nothing left and touches nothing but `Shared`.
-void run_chunks(int n, int threads, const Schedule& schedule, std::function<void(int)> work) {
-  struct Shared {
-    std::atomic<int> next{0}, done{0};
-    int n;
-    std::function<void(int)> work;
-  };
-  auto s = std::make_shared<Shared>();
-  s->n = n, s->work = std::move(work);
-  auto loop = [](Shared& st) {
-    for (int c; (c = st.next.fetch_add(1)) < st.n;) {
-      st.work(c);
-      st.done.fetch_add(1);
-    }
-  };
-  if (schedule)
-    for (int t = 1; t < std::min(threads, n); ++t) schedule([s, loop] { loop(*s); });
-  loop(*s);
-  while (s->done.load() < n) std::this_thread::yield();
-}
 
 bool supported(const NetDesc* d) {
   if (d->num_layers < 1 || d->num_layers > 16 || d->batch < 1 || d->height < 1 || d->width < 1) return false;
@@ -288,7 +268,7 @@ int espcn_train_forward(const NetDesc* d, const float* packed, const float* x, f
   if (!supported(d)) return 1;
   const Net net(d, packed);
   const int L = net.L, cout = net.c[L], n = std::min(net.B, kChunks);
-  run_chunks(n, net.threads, schedule, [&](int chunk) {
+  run_tasks(n, net.threads, schedule, [&](int chunk) {
     const int i0 = net.B * chunk / n, i1 = net.B * (chunk + 1) / n;
     // scratch kept per thread across calls (no allocation, page faults or zeroing of fresh pages per step)
     static thread_local std::vector<float> xbuf;
@@ -344,7 +324,7 @@ int espcn_train_backward(const NetDesc* d, const float* packed, const float* x, 
   float* const base = arena.data();
   auto dw = [&](int t, int l) { return base + per_chunk * t + woff[l]; };
   auto db = [&](int t, int l) { return base + per_chunk * t + woff[L] + boff[l]; };
-  run_chunks(n, net.threads, schedule, [&](int t) {
+  run_tasks(n, net.threads, schedule, [&](int t) {
     const int i0 = net.B * t / n, i1 = net.B * (t + 1) / n;
     static thread_local std::vector<float> xbuf, dzbuf[2][2];
     static thread_local std::vector<uint16_t> bbuf;
