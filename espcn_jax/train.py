@@ -169,7 +169,7 @@ def _choose_kernels(cfg: dict, num_devices: int, dtype) -> tuple[bool, bool]:
   from espcn_jax import kernel_choice
   try:
     native, why = kernel_choice.use_native(cfg["native_kernels"], backend=jax.default_backend(),
-                                           num_devices=num_devices, dtype=dtype)
+                                           num_devices=num_devices, dtype=dtype, kind=cfg["model"]["kind"])
   except ValueError as e:
     raise TrainError(str(e)) from e
   try:
