@@ -23,8 +23,8 @@ def get_config():
   c.workdir = "workdirs/srcnn_x3_t91"
   c.batch_size = 16
   c.steps_per_call = 8
-  c.steps_per_epoch = 500  # shorter epochs than ESPCN's 2000: more checkpoints to select from in the budget
-  c.num_epochs = 480  # 240,000 steps as configs/t91_x3_cpu.py; max_minutes cuts them to what fits
+  c.steps_per_epoch = 400  # shorter epochs than ESPCN's 2000: more checkpoints to select from in the budget
+  c.num_epochs = 600  # 240,000 steps as configs/t91_x3_cpu.py; max_minutes cuts them to what fits
   c.data.augment = True
   c.optim.learning_rate = 1e-3
   c.optim.min_learning_rate = 1e-5

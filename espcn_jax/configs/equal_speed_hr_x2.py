@@ -1,0 +1,7 @@
+"""The equal-speed experiment's HR net at x2 (configs/equal_speed.py)."""
+
+from espcn_jax.configs import equal_speed
+
+
+def get_config():
+  return equal_speed.make("hr", 2)
