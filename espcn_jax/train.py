@@ -142,7 +142,8 @@ def train(cfg: dict, workdir) -> int:
   from tqdm import tqdm
   with contextlib.ExitStack() as held:
     run, state, ls = _prepare(cfg, workdir, held)
-    bar = tqdm(total=ls.total, initial=ls.step, unit="step", desc=f"ESPCN x{run.spec.scale}",
+    net = "ESPCN" if run.spec.kind == "espcn" else run.spec.kind.upper()
+    bar = tqdm(total=ls.total, initial=ls.step, unit="step", desc=f"{net} x{run.spec.scale}",
                disable=not train_io.primary(), dynamic_ncols=True, file=sys.stderr)
     held.callback(bar.close)  # also on an error: its message then starts on a line of its own
     with train_io.StopFlag() as stop:
