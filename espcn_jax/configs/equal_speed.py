@@ -16,7 +16,7 @@ holdout is scored on Set5 / Set14. Results: REPRODUCTION.md, "Equal speed: LR ag
 from espcn_jax import baselines
 from espcn_jax.configs import base
 
-STEPS = 12000  # 192,000 patches of 17x17 LR pixels per run
+STEPS = 6000  # 96,000 patches of 17x17 LR pixels per run
 
 
 def make(net: str, scale: int):
@@ -33,7 +33,7 @@ def make(net: str, scale: int):
   c.native_kernels = "off"  # the same XLA step for both nets
   c.batch_size = 16
   c.steps_per_call = 8
-  c.steps_per_epoch = 1000
+  c.steps_per_epoch = 400
   c.num_epochs = STEPS // c.steps_per_epoch
   c.data.augment = True
   c.optim.learning_rate = 1e-3
