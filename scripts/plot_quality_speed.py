@@ -27,8 +27,8 @@ from espcn_jax import atomic_io  # noqa: E402  (the one atomic write; the checko
 POINTS = {
     "bicubic": ("espcn_x3_t91.eval.json", "bicubic", "espcn.bench.json", "bicubic"),
     "SRCNN 9-5-5, T91 (ours, XLA)": ("srcnn_x3_t91.eval.json", "espcn", "srcnn.bench.json", "srcnn["),
-    "HR net x3, 4x4 n=8 (XLA)": ("runs:hr", None, "hr_x3.bench.json", "hr["),
-    "LR net x3, 3x3 n=32 (XLA)": ("runs:lr", None, "lr_x3.bench.json", "lr["),
+    "HR net x3, 4x4 n=8 (XLA, 6k steps)": ("runs:hr", None, "hr_x3.bench.json", "hr["),
+    "LR net x3, 3x3 n=32 (XLA, 6k steps)": ("runs:lr", None, "lr_x3.bench.json", "lr["),
     "ESPCN t91 tanh (XLA)": ("espcn_x3_t91.eval.json", "espcn", "espcn.bench.json", "espcn-jax[conv"),
     "ESPCN t91 tanh (native)": ("espcn_x3_t91.eval.json", "espcn", "espcn.bench.json", "espcn-jax[native"),
     "ESPCN t91 relu (native)": ("espcn_x3_t91_relu.eval.json", "espcn", "espcn.bench.json", "espcn-jax[native"),
@@ -77,12 +77,12 @@ def main(argv=None) -> int:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  fig, ax = plt.subplots(figsize=(7.5, 4.6))
+  fig, ax = plt.subplots(figsize=(10, 4.6))
   markers = "osD^vP*Xh<>"
   for i, pt in enumerate(points):  # a legend, not labels at the points: the ESPCN weights share one speed
     ax.scatter(pt["ms_per_1080p_frame"], pt["set5_x3_psnr"], s=36, marker=markers[i % len(markers)], alpha=0.8,
                label=f"{pt['label']}: {pt['set5_x3_psnr']:.2f} dB, {pt['ms_per_1080p_frame']:.0f} ms")
-  ax.legend(fontsize=7, loc="lower right")
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   ax.set_xscale("log")
   ax.set_xlabel("ms per 1080p frame (x3: LR 640x360, luma; batch 1, float32)")
   ax.set_ylabel("Set5 x3 PSNR (dB, Y)")
