@@ -13,6 +13,12 @@ reported as a ratio to ours. On a CPU with AMX-BF16 the native bf16 kernel ("nat
 (and the peers' ratios to it). Then the PSNR drift against float32 of every reduced-precision path timed (bfloat16 /
 float16 rows, native-bf16) on Set5 and Set14 (Y, crop_border = scale), and whether `auto` uses it.
 
+`--model` times the nets ESPCN is compared with instead (espcn_jax/baselines.py): `srcnn` (the shipped
+espcn_x{scale}_srcnn_{variant} weights, else random ones), and the equal-speed pair `lr` / `hr` (random weights of
+`baselines.EQUAL_SPEED`, speed only); they run through XLA ("conv"), without the peers.
+
+    python -m espcn_jax.benchmark --model srcnn --peers none --json srcnn.json
+
 Imports only jax, numpy, pillow and espcn_jax (no TensorFlow), so it runs on bare accelerator boxes.
 """
 
@@ -31,6 +37,7 @@ from espcn_jax import atomic_io, cli, speed
 RESOLUTIONS = {"720p": (720, 1280), "1080p": (1080, 1920), "1440p": (1440, 2560), "4k": (2160, 3840)}
 DTYPES = cli.DTYPES
 PEERS = ("torch", "torch_compile", "opencv", "onnxruntime")  # each one in espcn_jax.backends (tests/test_backends.py)
+MODELS = ("espcn", "srcnn", "lr", "hr")  # --model: ESPCN, SRCNN, the equal-speed LR / HR nets
 
 
 
@@ -70,7 +77,12 @@ def _parse(argv):
   p.add_argument("--psnr-set", default="set5,set14",
                  help="built-in datasets (comma list) for the precision drift, or 'none'")
   p.add_argument("--json", default=None, help="write the results here (atomically)")
+  p.add_argument("--model", choices=MODELS, default=None,
+                 help="the net without --weights: espcn (default), srcnn (shipped srcnn_VARIANT or random), lr / hr "
+                      "(the equal-speed pair, random weights); --weights brings its own")
   args = p.parse_args(argv)
+  if args.model is not None and args.weights:
+    p.error("--model and --weights: give one (a weight file holds its own net)")
   if args.warmup < 0:
     p.error(f"--warmup must be >= 0, got {args.warmup}")
   if args.json and pathlib.Path(args.json).is_dir():
@@ -80,18 +92,28 @@ def _parse(argv):
   return args
 
 
-def load_params(weight_file, scale, variant: str = "t91"):
-  """(params, spec, note) from a weight file, the shipped weights, or random ones."""
+def load_params(weight_file, scale, variant: str = "t91", net: str | None = None):
+  """(params, spec, note) from a weight file, the shipped weights of `net` (MODELS; None: espcn), or random ones.
+  ValueError for an equal-speed net at a scale it is not defined for."""
   import jax  # pylint: disable=import-outside-toplevel
-  from espcn_jax import model, weights  # pylint: disable=import-outside-toplevel
+  from espcn_jax import baselines, model, weights  # pylint: disable=import-outside-toplevel
   if weight_file:
     params, spec, _ = weights.load(weight_file)
     return params, spec, f"weights: {weight_file}"
+  net = net or "espcn"
+  if net in ("lr", "hr"):
+    if scale not in baselines.EQUAL_SPEED:
+      raise ValueError(f"--model {net}: the equal-speed nets are defined at scales {sorted(baselines.EQUAL_SPEED)}")
+    spec = model.Spec(scale=scale, kind="espcn" if net == "lr" else "hr", **baselines.EQUAL_SPEED[scale][net])
+    return model.init(jax.random.PRNGKey(0), spec), spec, f"weights: RANDOM {net.upper()} net (speed only)"
+  if net == "srcnn":
+    variant = f"srcnn_{variant}"
   try:
     params, spec = weights.pretrained(scale, variant)
     return params, spec, f"weights: shipped x{scale} {variant}"
   except weights.WeightsError:
-    spec = model.Spec(scale=scale)
+    spec = model.Spec(scale=scale) if net == "espcn" else model.Spec(
+        scale=scale, kind="srcnn", features=(64, 32), kernel_sizes=(9, 5, 5), activation="relu")
     return model.init(jax.random.PRNGKey(0), spec), spec, "weights: RANDOM (no shipped x%d; speed only)" % scale
 
 
@@ -153,13 +175,14 @@ def _run_ours(args, params, spec, lr_hw, table: _Table) -> None:
         # the CPU's peak is its float32 FMA rate: none given for AMX tiles
         pk = None if m == "native-bf16" else speed.peak_tflops(table.kind, computes)
         frac = None if pk is None else round((table.flops * batch / med) / (pk * 1e12), 4)
+        label = "espcn-jax" if spec.kind == "espcn" and args.model in (None, "espcn") else args.model or spec.kind
         if computes != "float32":
           table.reduced.setdefault(m if m == "native-bf16" else dtype, None)
         if i == 0:
-          table.add(f"espcn-jax[{m}]", computes, batch, med, comp, frac_peak=frac)
+          table.add(f"{label}[{m}]", computes, batch, med, comp, frac_peak=frac)
           table.ours_s[(dtype, batch)] = med
         elif (dtype, batch) in table.ours_s:
-          table.add(f"espcn-jax[{m}]", computes, batch, med, comp, frac_peak=frac,
+          table.add(f"{label}[{m}]", computes, batch, med, comp, frac_peak=frac,
                     vs_ours=round(med / table.ours_s[(dtype, batch)], 3))
         table.ours_rows[(f"espcn-jax[{m}] {computes}", batch)] = med
 
@@ -258,10 +281,16 @@ def main(argv) -> int:
   import jax  # pylint: disable=import-outside-toplevel
   from espcn_jax import backends, inference, native, weights  # pylint: disable=import-outside-toplevel
   try:
-    params, spec, wnote = load_params(args.weights, args.scale, args.variant)
+    params, spec, wnote = load_params(args.weights, args.scale, args.variant, args.model)
   except weights.WeightsError as e:  # an unusable weight file: an input that failed
     print(f"error: {e}", file=sys.stderr)
     return cli.FAILED
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return cli.USAGE
+  if spec.kind != "espcn" and (args.method != ["conv"] or args.peers != "none"):
+    print(f"  note: the {spec.kind} net runs with XLA ('conv') only, without peers", flush=True)
+    args.method, args.peers = ["conv"], "none"
   sizes = frame_sizes(args.resolution, spec.scale)
   lr_hw = sizes["lr"]
   flops = inference.network_flops(spec, *lr_hw)
@@ -292,6 +321,7 @@ def main(argv) -> int:
     atomic_io.write_text(args.json, json.dumps({
         "device": dev, "resolution": args.resolution, "scale": spec.scale, "lr_size": list(lr_hw),
         "net_output_size": list(sizes["net_out"]), "frame_size": list(sizes["frame"]),
+        "model": args.model or spec.kind, "spec": spec.to_dict(),
         "gflop_per_frame": round(flops / 1e9, 3), "jax": jax.__version__, "method": method, "results": table.rows,
         "psnr_drift_db": _worst(drift), "psnr_drift_by_set_db": drift, "notes": notes}, indent=1))
   return cli.OK

@@ -77,6 +77,8 @@ class Checkpointer:
       return
     where = self.workdir / LATEST_DIR / str(step)
     theirs = meta.get("spec")
+    if isinstance(theirs, dict):  # written before model.Spec had a `kind`: an ESPCN
+      theirs = {"kind": "espcn", **theirs}
     if theirs != json.loads(json.dumps(spec.to_dict())):
       raise CheckpointError(f"{where}: this workdir holds a checkpoint of another model ({theirs}, this run: "
                             f"{spec.to_dict()}); use another --workdir or delete this one")

@@ -4,6 +4,7 @@
     python -m espcn_jax.evaluate --weights runs/x3/espcn_x3.safetensors --data set5 --json results.json
     python -m espcn_jax.evaluate --data set14 --scale 3          # shipped weights, if any for that scale
     python -m espcn_jax.evaluate --data set5 --data set14 --scale 3 --report out/report --runs workdirs/a
+    python -m espcn_jax.evaluate --variant srcnn_t91 --data set5 --data set14 --scale 3   # the shipped SRCNN baseline
 
 Per image (the SRCNN / VDSR MATLAB protocol, which reproduces the published bicubic baselines):
   1. HR = modcrop(image, scale); its Y as MATLAB's rgb2ycbcr on uint8 gives it (rounded; gray images: as is).
@@ -97,15 +98,16 @@ def resolve_data(name: str) -> tuple[str, pathlib.Path]:
   raise image_files.ImageError(f"{name}: no such folder or built-in dataset ({known})")
 
 
-def format_table(results: list[dict]) -> str:
-  """One row per (dataset, scale): images, bicubic PSNR/SSIM and ESPCN PSNR/SSIM (when evaluated)."""
+def format_table(results: list[dict], net: str = "ESPCN") -> str:
+  """One row per (dataset, scale): images, bicubic PSNR/SSIM and the net's ("espcn" rows, headed `net`) PSNR/SSIM
+  (when evaluated)."""
   rows: dict[tuple, dict] = {}
   for r in results:
     rows.setdefault((r["dataset"], r["scale"]), {})[r["method"]] = r
   has_model = any(r["method"] == "espcn" for r in results)
   head = f"{'dataset':<12} {'scale':>5} {'images':>6}  {'bicubic PSNR':>12} {'SSIM':>6}"
   if has_model:
-    head += f"  {'ESPCN PSNR':>10} {'SSIM':>6}"
+    head += f"  {net + ' PSNR':>10} {'SSIM':>6}"
   lines = [head, "-" * len(head)]
   for (ds, sc), by in rows.items():
     n = max(r["images"] for r in by.values())
@@ -273,7 +275,7 @@ def main(argv) -> int:
       print(f"{r['file']}  {r['method']:<8} PSNR {r['psnr']:.3f}  SSIM {r['ssim']:.4f}")
   if results:
     print(f"PSNR / SSIM on Y, crop_border = {scale}, {args.degradation} degradation")
-    print(format_table(results))
+    print(format_table(results, "ESPCN" if spec is None or spec.kind == "espcn" else spec.kind.upper()))
   if args.json:
     try:
       write_json(args.json, {"results": results})

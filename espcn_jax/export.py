@@ -140,6 +140,9 @@ def main(argv) -> int:
     return cli.USAGE
   try:
     params, spec, meta = _load(args)
+    if spec.kind != "espcn":
+      raise ExportError(f"{meta['source']}: holds a {spec.kind} net (espcn_jax/baselines.py); the exporters write "
+                        f"ESPCN only")
     export_formats.export(params, spec, fmt, out, opset=args.opset, pixel_shuffle=args.pixel_shuffle,
                           tf_builder=args.tf_builder, meta=meta)
     print(f"wrote {out} ({fmt}, x{spec.scale}, {spec.channels} channel(s), from {meta['source']})")

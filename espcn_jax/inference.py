@@ -127,7 +127,14 @@ def forward(params, lr_BxHxWxC, spec: model.Spec, *, valid_Bx4=None, dtype=None,
   Without `valid_Bx4` this is `model.apply` (to float32 rounding; tests/test_backends.py). With it, each canvas
   computes, on its valid rectangle, exactly what the net gives the rectangle's pixels alone (SAME zero padding at its
   edges).
+
+  The HR-space nets (`spec.kind` "srcnn" / "hr", espcn_jax/baselines.py) run `model.apply` ("auto" or "conv";
+  `valid_Bx4` must then cover the whole canvas: `Upscaler` gives them untiled, unpadded pictures).
   """
+  if spec.kind != "espcn":
+    if method not in ("auto", "conv"):
+      raise ValueError(f"method {method!r} computes ESPCN only; the {spec.kind} net runs with 'conv' (or 'auto')")
+    return model.apply(params, lr_BxHxWxC, spec, dtype=dtype)
   resolved = resolve_method(method, dtype)
   if resolved == "native-bf16" and not native.bf16_takes(spec):
     if method != "auto":
@@ -202,8 +209,9 @@ class Upscaler:
     params, spec: the net.
     dtype: compute dtype (None = float32; jnp.bfloat16 / jnp.float16 are reduced precision).
     method: see `forward`.
-    tile: largest canvas side in LR pixels; bigger pictures are tiled (memory stays bounded).
-    bucket: canvas sides of untiled pictures are rounded up to a multiple of it.
+    tile: largest canvas side in LR pixels; bigger pictures are tiled (memory stays bounded). Not for the
+      HR-space nets (`spec.kind` "srcnn" / "hr"): they run on each whole picture.
+    bucket: canvas sides of untiled pictures are rounded up to a multiple of it (1 for the HR-space nets).
     max_batch: canvases per call of the net.
   """
 
@@ -212,6 +220,8 @@ class Upscaler:
     self.spec = spec
     self.params = jax.tree_util.tree_map(jnp.asarray, params)
     self.halo = receptive_radius(spec)
+    if spec.kind != "espcn":  # the HR-space nets (bicubic first) have no exact tiling: whole pictures, no padding
+      tile, bucket = max(tile, 1 << 30), 1
     if tile < 2 * self.halo + 8:
       raise ValueError(f"tile must be at least {2 * self.halo + 8} LR pixels, got {tile}")
     self.tile, self.bucket, self.max_batch = int(tile), max(int(bucket), 1), max(int(max_batch), 1)

@@ -19,15 +19,17 @@ def _on_off_auto(setting, what: str) -> str:
   return setting
 
 
-def use_native(setting, *, backend: str, num_devices: int, dtype=None) -> tuple[bool, str]:
-  """Whether the train step should use the native CPU kernels, and why: `setting` "auto" (when they can: the CPU,
-  float32, one device, and they build here), "on" (the same conditions, else ValueError) or "off" (True / False
-  mean on / off)."""
+def use_native(setting, *, backend: str, num_devices: int, dtype=None, kind: str = "espcn") -> tuple[bool, str]:
+  """Whether the train step should use the native CPU kernels, and why: `setting` "auto" (when they can: an ESPCN
+  (`model.Spec.kind`), the CPU, float32, one device, and they build here), "on" (the same conditions, else
+  ValueError) or "off" (True / False mean on / off)."""
   setting = _on_off_auto(setting, "native training kernels")
   if setting == "off":
     return False, "XLA (native kernels turned off)"
   why = None
-  if backend != "cpu":
+  if kind != "espcn":
+    why = f"the model is {kind!r}: the kernels compute ESPCN only"
+  elif backend != "cpu":
     why = f"the backend is {backend}, not cpu"
   elif dtype not in (None, "float32", jnp.float32):
     why = f"the compute dtype is {dtype}, not float32"

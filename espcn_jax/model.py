@@ -6,6 +6,8 @@
     PS: (H, W, C*r^2) -> (rH, rW, C)
 
 Params are a plain pytree {"conv1": {"kernel": HWIO, "bias"}, ..., "conv<L>": ...}; `apply` is pure.
+`Spec.kind` "srcnn" / "hr" are the nets ESPCN is compared with (convolutions in HR space after bicubic upsampling,
+`espcn_jax.baselines`); `init`, `apply` and `layer_shapes` serve every kind.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from espcn_jax import ps
+from espcn_jax import baselines, ps
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+# "espcn": convolutions in LR space, then PS; "srcnn" / "hr": bicubic upsampling, then convolutions in HR space
+KINDS = ("espcn", "srcnn", "hr")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Spec:
   features: tuple[int, ...] = (64, 32)
   kernel_sizes: tuple[int, ...] = (5, 3, 3)
   activation: str = "tanh"  # "tanh" (the paper) or "relu"
+  kind: str = "espcn"  # one of KINDS
 
   def __post_init__(self):
     object.__setattr__(self, "features", tuple(int(f) for f in self.features))
@@ -43,8 +48,12 @@ class Spec:
       raise ValueError(f"channels must be 1 (luma) or 3 (RGB), got {self.channels}")
     if len(self.kernel_sizes) != len(self.features) + 1:
       raise ValueError(f"need one kernel size per layer: {len(self.features) + 1} layers, got {self.kernel_sizes}")
-    if any(k % 2 == 0 for k in self.kernel_sizes):
-      raise ValueError(f"kernel sizes must be odd, got {self.kernel_sizes}")
+    if self.kind not in KINDS:
+      raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+    if self.kind == "espcn" and any(k % 2 == 0 for k in self.kernel_sizes):
+      raise ValueError(f"ESPCN's kernel sizes must be odd, got {self.kernel_sizes}")
+    if any(k < 1 for k in self.kernel_sizes) or any(f < 1 for f in self.features):
+      raise ValueError(f"kernel sizes and features must be >= 1, got {self.kernel_sizes} and {self.features}")
     if self.activation not in ACTIVATIONS:
       raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
 
@@ -82,7 +91,8 @@ class ESPCN(nn.Module):
 
 def layer_shapes(spec: Spec) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
   """{"conv<i>": (kernel HWIO shape, bias shape)} for `spec`."""
-  widths = (spec.channels,) + spec.features + (spec.channels * spec.scale * spec.scale,)
+  last = spec.channels * spec.scale * spec.scale if spec.kind == "espcn" else spec.channels
+  widths = (spec.channels,) + spec.features + (last,)
   return {f"conv{i + 1}": ((k, k, cin, cout), (cout,))
           for i, (k, cin, cout) in enumerate(zip(spec.kernel_sizes, widths[:-1], widths[1:]))}
 
@@ -109,6 +119,8 @@ def apply(params, lr_BxHxWxC, spec: Spec, *, dtype=None):
 
   `dtype` is the compute dtype (e.g. jnp.bfloat16); the output is returned in float32.
   """
+  if spec.kind != "espcn":
+    return baselines.apply(params, lr_BxHxWxC, scale=spec.scale, act=ACTIVATIONS[spec.activation], dtype=dtype)
   out = ESPCN(spec, dtype=dtype).apply({"params": params}, lr_BxHxWxC)
   return out.astype(jnp.float32)
 
@@ -118,8 +130,10 @@ def num_params(params) -> int:
 
 
 def flops_per_lr_pixel(spec: Spec) -> int:
-  """Multiply-adds x 2 per LR pixel (ignoring borders, bias and activations)."""
-  return int(sum(2 * math.prod(ks) for ks, _ in layer_shapes(spec).values()))
+  """Multiply-adds x 2 per LR pixel (ignoring borders, bias, activations and the bicubic upsampling of the HR-space
+  kinds, whose convolutions run on scale^2 pixels per LR pixel)."""
+  per_lr = 1 if spec.kind == "espcn" else spec.scale * spec.scale
+  return int(sum(2 * math.prod(ks) for ks, _ in layer_shapes(spec).values())) * per_lr
 
 
 def subpixel_to_deconv(kernel_KxKxIxCrr, bias_Crr, r: int):

@@ -143,7 +143,8 @@ def train(cfg: dict, workdir, *, started: float | None = None) -> int:
   from tqdm import tqdm
   with contextlib.ExitStack() as held:
     run, state, ls = _prepare(cfg, workdir, held, started)
-    bar = tqdm(total=ls.total, initial=ls.step, unit="step", desc=f"ESPCN x{run.spec.scale}",
+    net = "ESPCN" if run.spec.kind == "espcn" else run.spec.kind.upper()
+    bar = tqdm(total=ls.total, initial=ls.step, unit="step", desc=f"{net} x{run.spec.scale}",
                disable=not train_io.primary(), dynamic_ncols=True, file=sys.stderr)
     held.callback(bar.close)  # also on an error: its message then starts on a line of its own
     with train_io.StopFlag() as stop:
@@ -170,7 +171,7 @@ def _choose_kernels(cfg: dict, num_devices: int, dtype) -> tuple[bool, bool]:
   from espcn_jax import kernel_choice
   try:
     native, why = kernel_choice.use_native(cfg["native_kernels"], backend=jax.default_backend(),
-                                           num_devices=num_devices, dtype=dtype)
+                                           num_devices=num_devices, dtype=dtype, kind=cfg["model"]["kind"])
   except ValueError as e:
     raise TrainError(str(e)) from e
   try:

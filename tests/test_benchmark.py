@@ -98,3 +98,27 @@ def test_psnr_drift_on_set5():
   scores = speed.psnr_drift(_params(spec), spec, ["float32", "bfloat16"], "set5", "conv")
   assert set(scores) == {"float32", "bfloat16"}
   assert 0 < abs(scores["bfloat16"] - scores["float32"]) < 0.5
+
+
+def test_model_hr_times_the_equal_speed_net(tmp_path, capsys):
+  """--model hr: the HR net of baselines.EQUAL_SPEED (XLA, no peers), its FLOPs counted from its params."""
+  from espcn_jax import baselines
+  out = tmp_path / "hr.json"
+  rc = benchmark.main(["--model", "hr", "--scale", "2", "--resolution", "720p", "--iters", "1", "--warmup", "0",
+                       "--no-bicubic", "--psnr-set", "none", "--json", str(out)])
+  assert rc == 0
+  d = json.loads(out.read_text())
+  assert d["model"] == "hr" and d["spec"]["kind"] == "hr" and d["spec"]["kernel_sizes"] == [6, 6, 6]
+  assert [r["method"] for r in d["results"]] == ["hr[conv]"]
+  spec = model.Spec.from_dict(d["spec"])
+  mults = baselines.mults_per_output_pixel(model.init(jax.random.PRNGKey(0), spec), scale=2, lr_space=False)
+  assert d["gflop_per_frame"] == pytest.approx(2 * mults["total"] * 720 * 1280 / 1e9, abs=1e-3)
+  assert "RANDOM HR net" in capsys.readouterr().out
+
+
+def test_model_usage_errors(capsys):
+  assert benchmark.main(["--model", "lr", "--scale", "4", "--peers", "none"]) == 2
+  assert "equal-speed nets are defined at scales [2, 3]" in capsys.readouterr().err
+  with pytest.raises(SystemExit) as e:
+    benchmark.main(["--model", "srcnn", "--weights", "w.safetensors"])
+  assert e.value.code == 2

@@ -75,3 +75,14 @@ def test_keeps_the_last_two(tmp_path):
   for step in (1, 2, 3):
     ck.save(step, _state(), {"spec": SPEC.to_dict()})
   assert ck.latest.all_steps() == [2, 3]
+
+
+def test_checkpoint_from_before_kinds_is_an_espcn(tmp_path):
+  """Checkpoints written before `Spec.kind` existed (no "kind" in their spec) resume as ESPCN, not as another kind."""
+  ck = checkpointing.Checkpointer(tmp_path)
+  old = {k: v for k, v in SPEC.to_dict().items() if k != "kind"}
+  ck.save(1, _state(), {"spec": old})
+  ck.check_compatible(SPEC)
+  hr = model.Spec(features=(8, 4), kind="hr")
+  with pytest.raises(checkpointing.CheckpointError, match="another model"):
+    ck.check_compatible(hr)

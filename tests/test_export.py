@@ -270,3 +270,13 @@ def test_one_hot_shuffle_kernel_is_our_depth_to_space():
   # out[r*h+i, r*w+j, c] = sum_k x[h, w, k] w[k, c, i, j]
   got = np.einsum("nhwk,kcij->nhiwjc", x, w).reshape(1, 4 * r, 5 * r, c)
   np.testing.assert_array_equal(got, np.asarray(ps.depth_to_space(x, r)))
+
+
+def test_hr_space_nets_are_refused_in_one_line(tmp_path, capsys):
+  """The exporters write ESPCN's graph (convs + depth-to-space); a SRCNN weight file is refused, nothing written."""
+  spec = model.Spec(scale=3, kind="srcnn", features=(4, 4), kernel_sizes=(9, 5, 5), activation="relu")
+  w = weights.save(tmp_path / "srcnn.safetensors", model.init(jax.random.PRNGKey(0), spec), spec)
+  out = tmp_path / "srcnn.onnx"
+  assert export.main(["--weights", str(w), "-o", str(out)]) == 1
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "holds a srcnn net" in err and not out.exists()

@@ -12,6 +12,7 @@ KNOWN_BIRD_PSNR = {
     (3, "t91"): (35.311, 32.572),
     (3, "t91_relu"): (35.374, 32.572),
     (3, "t91_bsd200"): (35.386, 32.572),
+    (3, "srcnn_t91"): (34.521, 32.572),  # SRCNN 9-5-5 (configs/srcnn_t91_x3.py), not an ESPCN
     (4, "t91"): (32.305, 30.177),
 }
 
@@ -19,14 +20,18 @@ KNOWN_BIRD_PSNR = {
 def test_every_shipped_file_is_pinned():
   assert sorted(weights.available_pretrained()) == sorted(KNOWN_BIRD_PSNR)
   for path in weights.PRETRAINED_DIR.glob("*.safetensors"):
-    assert path.stat().st_size < 120_000
+    assert path.stat().st_size < (240_000 if "srcnn" in path.name else 120_000)  # SRCNN: 57,281 params
 
 
 @pytest.mark.parametrize("scale,variant", sorted(KNOWN_BIRD_PSNR))
 def test_shipped_weights_known_psnr(scale, variant):
   params, spec = weights.pretrained(scale, variant)
-  assert spec.scale == scale and spec.features == (64, 32) and spec.kernel_sizes == (5, 3, 3)
-  assert spec.activation == ("relu" if "relu" in variant or "bsd200" in variant else "tanh")
+  if variant.startswith("srcnn"):
+    assert (spec.kind, spec.features, spec.kernel_sizes, spec.activation) == ("srcnn", (64, 32), (9, 5, 5), "relu")
+  else:
+    assert spec.kind == "espcn" and spec.features == (64, 32) and spec.kernel_sizes == (5, 3, 3)
+    assert spec.activation == ("relu" if "relu" in variant or "bsd200" in variant else "tanh")
+  assert spec.scale == scale
   hr = image_files.load_image(image_files.builtin_dataset_dir("set5") / "bird.png")
   got = evaluate.evaluate_image(hr, scale, params=params, spec=spec)
   want_espcn, want_bicubic = KNOWN_BIRD_PSNR[(scale, variant)]

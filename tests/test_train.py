@@ -101,3 +101,18 @@ def test_selection_on_held_out_training_images_and_test_report(tmp_path, capsys)
   assert "nope.png not found" in capsys.readouterr().err and not (tmp_path / "bad").exists()
   assert _run(tmp_path / "bad", "--config.data.val=holdout") == 1
   assert "needs data.holdout" in capsys.readouterr().err
+
+
+def test_hr_net_trains_with_xla_and_its_weights_say_so(tmp_path, capsys):
+  """A model kind other than ESPCN trains (XLA, native kernels off under auto; "on" is a one-line error) and its
+  weight file records the kind, so evaluate / upscale / benchmark run the right net."""
+  hr = ["--config.model.kind=hr", "--config.model.features=(4, 4)", "--config.model.kernel_sizes=(4, 4, 4)"]
+  assert _run(tmp_path / "hr", "--config.num_epochs=1", *hr) == 0
+  assert "XLA (the model is 'hr'" in capsys.readouterr().err
+  _, spec, _ = weights.load(tmp_path / "hr" / "best.safetensors")
+  assert spec.kind == "hr" and spec.kernel_sizes == (4, 4, 4)
+  assert _run(tmp_path / "on", "--config.num_epochs=1", "--config.native_kernels=on", *hr) == 1  # a TrainError
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1 and "the kernels compute ESPCN only" in err
+  assert _run(tmp_path / "bad", "--config.model.kind=vdsr") == 1
+  assert "kind must be one of" in capsys.readouterr().err

@@ -15,8 +15,10 @@ from ml_collections import config_dict
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.scale = 3
+  # kind: "espcn" (convolutions in LR space, then PS), "srcnn" or "hr" (bicubic upsampling, then convolutions in HR
+  # space: espcn_jax/baselines.py; configs/srcnn_t91_x3.py, configs/equal_speed.py)
   c.model = ml_collections.ConfigDict({"channels": 1, "features": (64, 32), "kernel_sizes": (5, 3, 3),
-                                       "activation": "tanh"})
+                                       "activation": "tanh", "kind": "espcn"})
   c.data = d = ml_collections.ConfigDict()
   d.train = "t91"  # built-in names / folders joined by "+", or "tfds:NAME[:SPLIT]", or "imagenet_subset"
   d.backend = "auto"  # "memory" (on-device sampler), "tfdata", or "auto" (memory unless tfds/imagenet)
