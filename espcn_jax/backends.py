@@ -67,6 +67,8 @@ class Backend:
     """None when it runs here (for `spec`'s net), else why not (one line)."""
     if spec is not None and spec.channels not in self.channels:
       return f"takes nets of {' or '.join(map(str, self.channels))} channel(s), not {spec.channels}"
+    if spec is not None and spec.kind != "espcn" and self.method not in ("auto", "conv"):
+      return f"computes ESPCN only, not the {spec.kind} net (espcn_jax.baselines: XLA's 'conv')"
     for module in self.requires:
       if importlib.util.find_spec(module) is None:
         return f"{module} is not installed"

@@ -128,3 +128,10 @@ def test_upscaler_runs_the_hr_space_nets_on_whole_pictures():
   np.testing.assert_array_equal(got, np.round(np.clip(want, 0, 1) * 255).astype(np.uint8))
   with pytest.raises(ValueError, match="ESPCN only"):
     inference.forward(params, img[None, ..., None] / 255.0, spec, method="fma")
+
+
+def test_only_xla_conv_backends_take_the_hr_space_nets():
+  from espcn_jax import backends
+  for name in ("native", "native-bf16", "fma", "onnxruntime"):
+    assert "ESPCN only" in backends.get(name).unavailable_reason(SRCNN), name
+  assert backends.get("conv").unavailable_reason(SRCNN) is None
