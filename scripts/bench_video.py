@@ -2,6 +2,7 @@
 
     python scripts/bench_video.py --json docs/bench/video_e2e.json                 # 30 s clip, medium + veryfast
     python scripts/bench_video.py --seconds 5 --rounds 1 --presets veryfast --no-stream   # a quick look
+    python scripts/bench_video.py --method native-bf16 --json docs/bench/video_e2e_native_bf16.json  # AMX CPUs
 
 For each libx264 preset P and each round: `python -m espcn_jax.upscale clip.mp4 -o ours.mp4 --preset P --verbose`
 and `ffmpeg -i clip.mp4 -vf scale=W:H:flags=bicubic -c:v libx264 -preset P ff.mp4` (imageio-ffmpeg's binary), one
@@ -107,7 +108,7 @@ def _quality(clip, ours, ff, ff_crf, w, h, r, every) -> dict:
   return out
 
 
-def _stream_latency(clip, seconds: float, fps: float) -> dict:
+def _stream_latency(clip, seconds: float, fps: float, method: str = "auto") -> dict:
   y4m_in = subprocess.run([_ffmpeg(), "-v", "error", "-i", str(clip), "-t", str(seconds), "-f", "yuv4mpegpipe", "-"],
                           capture_output=True, check=True).stdout
   header_end = y4m_in.index(b"\n") + 1
@@ -116,7 +117,8 @@ def _stream_latency(clip, seconds: float, fps: float) -> dict:
   n = (len(y4m_in) - header_end) // size
   frames = [y4m_in[header_end + i * size:header_end + (i + 1) * size] for i in range(n)]
   t_start = time.perf_counter()
-  proc = subprocess.Popen([sys.executable, "-m", "espcn_jax.upscale", "-", "-o", "-", "--quiet", "--verbose"],
+  proc = subprocess.Popen([sys.executable, "-m", "espcn_jax.upscale", "-", "-o", "-", "--quiet", "--verbose",
+                           "--method", method],
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=REPO)
   sent, got = [], []
 
@@ -168,6 +170,7 @@ def main(argv=None) -> int:
   p.add_argument("--every", type=int, default=90, help="PSNR on every N-th frame")
   p.add_argument("--no-stream", action="store_true")
   p.add_argument("--stream-seconds", type=float, default=10.0)
+  p.add_argument("--method", default="auto", help="upscale's --method (e.g. native-bf16 on an AMX CPU)")
   args = p.parse_args(argv)
   args.workdir.mkdir(parents=True, exist_ok=True)
   clip = args.workdir / f"clip_{args.seconds:g}s.mp4"
@@ -178,7 +181,8 @@ def main(argv=None) -> int:
   result = {"date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": _machine(), "clip": {"make": f"scripts/make_demo_clip.py --seconds {args.seconds:g}",
                                             "size": [w, h], "fps": fps, "frames": round(args.seconds * fps)},
-            "commands": {"ours": "python -m espcn_jax.upscale CLIP -o OUT.mp4 --preset P --quiet --verbose",
+            "commands": {"ours": f"python -m espcn_jax.upscale CLIP -o OUT.mp4 --preset P --quiet --verbose "
+                                 f"--method {args.method}",
                          "ffmpeg": f"ffmpeg -i CLIP -vf scale={r * w}:{r * h}:flags=bicubic -c:v libx264 -preset P"
                                    " [-crf 10] OUT.mp4"},
             "presets": {}}
@@ -187,7 +191,7 @@ def main(argv=None) -> int:
     runs = []
     for rnd in range(args.rounds):
       cmd_ours = [sys.executable, "-m", "espcn_jax.upscale", str(clip), "-o", str(ours), "--preset", preset, "--quiet",
-                  "--verbose"]
+                  "--verbose", "--method", args.method]
       base = [_ffmpeg(), "-v", "error", "-y", "-i", str(clip), "-vf", f"scale={r * w}:{r * h}:flags=bicubic",
               "-c:v", "libx264", "-preset", preset]
       jobs = [("ours", cmd_ours), ("ffmpeg", base + [str(ff)]), ("ffmpeg_crf10", base + ["-crf", str(OUR_CRF),
@@ -216,7 +220,7 @@ def main(argv=None) -> int:
         "quality": _quality(clip, ours, ff, ff_crf, w, h, r, args.every)}
     print(json.dumps(result["presets"][preset], indent=1), file=sys.stderr)
   if not args.no_stream:
-    result["stream"] = _stream_latency(clip, args.stream_seconds, fps)
+    result["stream"] = _stream_latency(clip, args.stream_seconds, fps, args.method)
     print(json.dumps(result["stream"], indent=1), file=sys.stderr)
   atomic_io.write_text(args.json, json.dumps(result, indent=1) + "\n")
   print(f"wrote {args.json}", file=sys.stderr)
