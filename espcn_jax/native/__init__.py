@@ -52,7 +52,7 @@ _HERE = pathlib.Path(__file__).resolve().parent
 SOURCES = ("espcn_cpu_kernel.cc", "espcn_cpu_train.cc", "espcn_cpu_ffi.cc", "espcn_cpu_probe.cc",
            "espcn_cpu_infer_amx.cc")
 HEADERS = ("espcn_cpu_kernel.h", "espcn_cpu_blocks.h", "espcn_cpu_train.h", "espcn_cpu_train_blocks.h",
-           "espcn_cpu_train_amx.h", "espcn_cpu_infer_amx.h", "espcn_cpu_tasks.h")
+           "espcn_cpu_train_amx.h", "espcn_cpu_infer_amx.h", "espcn_cpu_tasks.h", "espcn_cpu_amx_tiles.h")
 TARGET = "espcn_forward_cpu"
 TARGET_BF16 = "espcn_forward_bf16_cpu"  # the AMX bf16 inference kernel (espcn_cpu_infer_amx.cc)
 TRAIN_TARGETS = {"espcn_train_forward_cpu": "EspcnTrainForward", "espcn_train_backward_cpu": "EspcnTrainBackward"}

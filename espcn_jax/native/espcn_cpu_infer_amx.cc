@@ -29,6 +29,8 @@
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__)
 #include <immintrin.h>
 
+#include "espcn_cpu_amx_tiles.h"
+
 extern "C" int espcn_amx_request();  // espcn_cpu_probe.cc: the CPU has AMX and the OS lets this process use it
 
 namespace {
@@ -44,12 +46,6 @@ constexpr int kSlack = 128;    // pixels after each grid buffer (a block runs up
 constexpr int kNP0 = 6;        // pixels per block of the float32 first layer
 
 int round16(int n) { return (n + 15) / 16 * 16; }
-
-struct alignas(64) TileCfg {
-  uint8_t palette = 1, start_row = 0, reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
 
 struct Layer {
   int k, r, cin, cs_in, cout, cs_out;
@@ -114,62 +110,10 @@ struct Plan {
   }
 };
 
-// C tiles of MB blocks of 16 pixels (from q0) x NB * 16 outputs (from o0), summed over taps and input channels,
-// stored to tmp [MB * 16][NB * 16].
-template <int MB, int NB>
-void amx_block(const uint16_t* in, int cs, int kc, const int* offs, int taps, const uint32_t* w, int wstride, int q0,
-               int o0, float* tmp) {
-  static_assert(MB * NB <= 4 && MB + NB <= 4, "8 tiles");
-  _tile_zero(0);
-  if (MB * NB > 1) _tile_zero(1);
-  if (MB * NB > 2) _tile_zero(2);
-  if (MB * NB > 3) _tile_zero(3);
-  const int cpairs = cs / 2;
-  for (int t = 0; t < taps; ++t) {
-    const uint16_t* a = in + (std::ptrdiff_t)(q0 + offs[t]) * cs;
-    const uint32_t* b = w + (std::size_t)t * cpairs * wstride + o0;
-    for (int c0 = 0; c0 < cs; c0 += kc) {
-      // A tiles 4 .. 3 + MB, B tile 7 (NB = 1) or 6-7
-      _tile_loadd(4, a + c0, 2 * cs);
-      if (NB == 1) {
-        if (MB > 1) _tile_loadd(5, a + 16 * cs + c0, 2 * cs);
-        if (MB > 2) _tile_loadd(6, a + 32 * cs + c0, 2 * cs);
-        _tile_loadd(7, b + (std::size_t)(c0 / 2) * wstride, 4 * wstride);
-        _tile_dpbf16ps(0, 4, 7);
-        if (MB > 1) _tile_dpbf16ps(1, 5, 7);
-        if (MB > 2) _tile_dpbf16ps(2, 6, 7);
-      } else {  // MB <= 2: B tiles 6 and 7 (loads between the products, as oneDNN's brgemm orders them)
-        _tile_loadd(6, b + (std::size_t)(c0 / 2) * wstride, 4 * wstride);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_loadd(7, b + (std::size_t)(c0 / 2) * wstride + 16, 4 * wstride);
-        _tile_dpbf16ps(1, 4, 7);
-        if (MB > 1) {
-          _tile_loadd(5, a + 16 * cs + c0, 2 * cs);
-          _tile_dpbf16ps(2, 5, 6);
-          _tile_dpbf16ps(3, 5, 7);
-        }
-      }
-    }
-  }
-  constexpr int ld = NB * 16;
-  if (NB == 1) {
-    _tile_stored(0, tmp, 4 * ld);
-    if (MB > 1) _tile_stored(1, tmp + 16 * ld, 4 * ld);
-    if (MB > 2) _tile_stored(2, tmp + 32 * ld, 4 * ld);
-  } else {
-    _tile_stored(0, tmp, 4 * ld);
-    _tile_stored(1, tmp + 16, 4 * ld);
-    if (MB > 1) {
-      _tile_stored(2, tmp + 16 * ld, 4 * ld);
-      _tile_stored(3, tmp + 16 * ld + 16, 4 * ld);
-    }
-  }
-}
-
 // Tiles 0-3: C (16 x 16 float32); A tiles (16 rows of kc bf16) from 4; B tiles (kc / 2 rows of 16 bf16 pairs): 7
 // for one vector of outputs per block (A: 4-6), 6-7 for two (A: 4-5).
 void tile_config_for(int kc, int nb) {
-  TileCfg cfg;
+  TileConfig cfg;
   for (int t = 0; t < 4; ++t) cfg.rows[t] = 16, cfg.colsb[t] = 64;
   for (int t = 4; t < 8; ++t) cfg.rows[t] = 16, cfg.colsb[t] = (uint16_t)(2 * kc);  // A tiles
   for (int t = (nb == 1 ? 7 : 6); t < 8; ++t) cfg.rows[t] = (uint8_t)(kc / 2), cfg.colsb[t] = 64;  // B tiles
@@ -330,8 +274,8 @@ class Item {
       for (int q0 = q_begin; q0 < q_end; q0 += step) {
         if (nb == 2 && nbv == 2)
           amx_block<2, 2>(src, cs, kc, offs, k * k, ly.wp.data(), ly.cs_out, q0, v0 * 16, tmp_);
-        else if (nb == 2)  // an odd last vector of outputs with the 2-output tile config: tile 6 as B
-          amx_block_odd(src, cs, kc, offs, k * k, ly.wp.data(), ly.cs_out, q0, v0 * 16, tmp_);
+        else if (nb == 2)  // an odd last vector of outputs with the 2-output tile config (B in tile 7)
+          amx_block<2, 1, 32>(src, cs, kc, offs, k * k, ly.wp.data(), ly.cs_out, q0, v0 * 16, tmp_);
         else
           amx_block<3, 1>(src, cs, kc, offs, k * k, ly.wp.data(), ly.cs_out, q0, v0 * 16, tmp_);
         const int ld = nb * 16;
@@ -354,27 +298,6 @@ class Item {
         }
       }
     }
-  }
-
-  // amx_block<2, 2> for one vector of outputs (B in tile 6; C tiles 0 and 2): tmp rows as amx_block<2, 2>'s.
-  static void amx_block_odd(const uint16_t* in, int cs, int kc, const int* offs, int taps, const uint32_t* w,
-                            int wstride, int q0, int o0, float* tmp) {
-    _tile_zero(0);
-    _tile_zero(2);
-    const int cpairs = cs / 2;
-    for (int t = 0; t < taps; ++t) {
-      const uint16_t* a = in + (std::ptrdiff_t)(q0 + offs[t]) * cs;
-      const uint32_t* b = w + (std::size_t)t * cpairs * wstride + o0;
-      for (int c0 = 0; c0 < cs; c0 += kc) {
-        _tile_loadd(4, a + c0, 2 * cs);
-        _tile_loadd(5, a + 16 * cs + c0, 2 * cs);
-        _tile_loadd(6, b + (std::size_t)(c0 / 2) * wstride, 4 * wstride);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(2, 5, 6);
-      }
-    }
-    _tile_stored(0, tmp, 128);
-    _tile_stored(2, tmp + 16 * 32, 128);
   }
 
   // The last layer's outputs of LR pixel (Y, X) (tmp row t: outputs o0 .. o0 + 16 nbv) + bias, to the HR pixels.

@@ -18,6 +18,8 @@
 #define ESPCN_HAVE_AMX 1
 #include <immintrin.h>
 
+#include "espcn_cpu_amx_tiles.h"
+
 extern "C" int espcn_amx_request();  // espcn_cpu_probe.cc: the CPU has AMX and the OS lets this process use it
 
 namespace {
@@ -26,12 +28,6 @@ bool amx_ready() {
   static const bool ok = espcn_amx_request() != 0;
   return ok;
 }
-
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0, reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
 
 // Tiles 0-3: C (16 x 16 float32); 4-5: A (16 rows of `a_cols` bf16); 6-7: B (`b_rows` rows of 16 bf16 pairs).
 void tile_config(int a_cols, int b_rows) {
@@ -114,41 +110,6 @@ void transpose_pairs(const float* in, int n, int cs, uint16_t* out, int row) {
     }
 }
 
-// 32 positions from q0 (two 16-row blocks) x NB * 16 outputs from o0; C tiles stored to tmp [32][32].
-template <int NB>
-void conv_block_amx(const uint16_t* in, int cs, int kc, const int* offs, int taps, const uint32_t* w, int wstride,
-                    int q0, int o0, float* tmp) {
-  _tile_zero(0);
-  _tile_zero(1);
-  if (NB > 1) {
-    _tile_zero(2);
-    _tile_zero(3);
-  }
-  const int cpairs = cs / 2;
-  for (int t = 0; t < taps; ++t) {
-    const uint16_t* a = in + (std::ptrdiff_t)(q0 + offs[t]) * cs;
-    const uint32_t* b = w + (std::size_t)t * cpairs * wstride + o0;
-    for (int c0 = 0; c0 < cs; c0 += kc) {
-      _tile_loadd(4, a + c0, 2 * cs);
-      _tile_loadd(5, a + 16 * cs + c0, 2 * cs);
-      _tile_loadd(6, b + (std::size_t)(c0 / 2) * wstride, 4 * wstride);
-      _tile_dpbf16ps(0, 4, 6);
-      _tile_dpbf16ps(1, 5, 6);
-      if (NB > 1) {
-        _tile_loadd(7, b + (std::size_t)(c0 / 2) * wstride + 16, 4 * wstride);
-        _tile_dpbf16ps(2, 4, 7);
-        _tile_dpbf16ps(3, 5, 7);
-      }
-    }
-  }
-  _tile_stored(0, tmp, 128);
-  _tile_stored(1, tmp + 16 * 32, 128);
-  if (NB > 1) {
-    _tile_stored(2, tmp + 16, 128);
-    _tile_stored(3, tmp + 16 * 32 + 16, 128);
-  }
-}
-
 // out = epilogue(conv(in, w) + bias) as conv_image_bf16 computes it; in: a bf16 image with pad k / 2 and kAmxSlack
 // pixels of slack (convert_bf16_slack); w: [k][k][in.cs / 2][wstride] bf16 pairs (zero beyond the real channels).
 void conv_image_amx(const BImg& in, int k, const uint32_t* w, int wstride, const float* bias, int cout, int epi,
@@ -165,9 +126,9 @@ void conv_image_amx(const BImg& in, int k, const uint32_t* w, int wstride, const
     for (int v0 = 0; v0 < nvec; v0 += 2) {
       const int nb = std::min(2, nvec - v0);
       if (nb == 2)
-        conv_block_amx<2>(in.data, cs, kc, offs, k * k, w, wstride, q0, v0 * VL, tmp);
+        amx_block<2, 2>(in.data, cs, kc, offs, k * k, w, wstride, q0, v0 * VL, tmp);
       else
-        conv_block_amx<1>(in.data, cs, kc, offs, k * k, w, wstride, q0, v0 * VL, tmp);
+        amx_block<2, 1, 32>(in.data, cs, kc, offs, k * k, w, wstride, q0, v0 * VL, tmp);
       int y = q0 / wp - p, x = q0 % wp - p;
       for (int r = 0; r < 32 && q0 + r < q_end; ++r, ++x) {
         if (x == in.w + p) x = -p, ++y;

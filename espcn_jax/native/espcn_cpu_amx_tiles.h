@@ -1,0 +1,68 @@
+// The AMX tile block both AMX kernels use (included by espcn_cpu_train_amx.h and espcn_cpu_infer_amx.cc, in AMX
+// builds only): a convolution on the flat index of a padded NHWC bf16 image (see espcn_cpu_train_amx.h's comment).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <immintrin.h>
+
+namespace {
+
+struct alignas(64) TileConfig {  // LDTILECFG's palette-1 layout
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// C tiles of MB blocks of 16 pixels (from q0) x NB * 16 outputs (from o0), summed over taps (input offsets `offs`)
+// and input channels (kc at a time; w: [tap][cs / 2][wstride] bf16 pairs), stored to tmp rows of LD floats:
+// tmp[m * 16 + p][n * 16 + o]. Tiles: C 0-3, A from 4, B 7 (NB = 1) or 6-7 (NB = 2), as the caller configured them.
+template <int MB, int NB, int LD = NB * 16>
+void amx_block(const uint16_t* in, int cs, int kc, const int* offs, int taps, const uint32_t* w, int wstride, int q0,
+               int o0, float* tmp) {
+  static_assert(MB * NB <= 4 && MB + NB <= 4, "8 tiles");
+  _tile_zero(0);
+  if (MB * NB > 1) _tile_zero(1);
+  if (MB * NB > 2) _tile_zero(2);
+  if (MB * NB > 3) _tile_zero(3);
+  const int cpairs = cs / 2;
+  for (int t = 0; t < taps; ++t) {
+    const uint16_t* a = in + (std::ptrdiff_t)(q0 + offs[t]) * cs;
+    const uint32_t* b = w + (std::size_t)t * cpairs * wstride + o0;
+    for (int c0 = 0; c0 < cs; c0 += kc) {
+      _tile_loadd(4, a + c0, 2 * cs);
+      if (NB == 1) {  // C tile m: block m
+        if (MB > 1) _tile_loadd(5, a + 16 * cs + c0, 2 * cs);
+        if (MB > 2) _tile_loadd(6, a + 32 * cs + c0, 2 * cs);
+        _tile_loadd(7, b + (std::size_t)(c0 / 2) * wstride, 4 * wstride);
+        _tile_dpbf16ps(0, 4, 7);
+        if (MB > 1) _tile_dpbf16ps(1, 5, 7);
+        if (MB > 2) _tile_dpbf16ps(2, 6, 7);
+      } else {  // MB <= 2, C tile 2m + n; loads between the products, as oneDNN's brgemm orders them
+        _tile_loadd(6, b + (std::size_t)(c0 / 2) * wstride, 4 * wstride);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(7, b + (std::size_t)(c0 / 2) * wstride + 16, 4 * wstride);
+        _tile_dpbf16ps(1, 4, 7);
+        if (MB > 1) {
+          _tile_loadd(5, a + 16 * cs + c0, 2 * cs);
+          _tile_dpbf16ps(2, 5, 6);
+          _tile_dpbf16ps(3, 5, 7);
+        }
+      }
+    }
+  }
+  if (NB == 1) {
+    _tile_stored(0, tmp, 4 * LD);
+    if (MB > 1) _tile_stored(1, tmp + 16 * LD, 4 * LD);
+    if (MB > 2) _tile_stored(2, tmp + 32 * LD, 4 * LD);
+  } else {
+    _tile_stored(0, tmp, 4 * LD);
+    _tile_stored(1, tmp + 16, 4 * LD);
+    if (MB > 1) {
+      _tile_stored(2, tmp + 16 * LD, 4 * LD);
+      _tile_stored(3, tmp + 16 * LD + 16, 4 * LD);
+    }
+  }
+}
+
+}  // namespace
