@@ -92,7 +92,7 @@ def _parse(argv):
   return args
 
 
-def load_params(weight_file, scale, variant: str = "t91", net: str | None = None):
+def load_params(weight_file, scale, variant: str | None = None, net: str | None = None):
   """(params, spec, note) from a weight file, the shipped weights of `net` (MODELS; None: espcn), or random ones.
   ValueError for an equal-speed net at a scale it is not defined for."""
   import jax  # pylint: disable=import-outside-toplevel
@@ -107,7 +107,8 @@ def load_params(weight_file, scale, variant: str = "t91", net: str | None = None
     spec = model.Spec(scale=scale, kind="espcn" if net == "lr" else "hr", **baselines.EQUAL_SPEED[scale][net])
     return model.init(jax.random.PRNGKey(0), spec), spec, f"weights: RANDOM {net.upper()} net (speed only)"
   if net == "srcnn":
-    variant = f"srcnn_{variant}"
+    variant = f"srcnn_{'t91' if variant in (None, weights.DEFAULT_VARIANT) else variant}"
+  variant = weights.resolve_variant(scale, variant)
   try:
     params, spec = weights.pretrained(scale, variant)
     return params, spec, f"weights: shipped x{scale} {variant}"

@@ -62,7 +62,8 @@ def add_weights(p: argparse.ArgumentParser, *, variant: bool = True, group=None)
   g.add_argument("--checkpoint", dest="weights", metavar="FILE", action=_DeprecatedWeightsAlias,
                  help="deprecated alias of --weights")
   if variant:
-    p.add_argument("--variant", default="t91", help="shipped weights: espcn_jax/pretrained/espcn_x{scale}_{variant}")
+    p.add_argument("--variant", default="best", help="shipped weights: espcn_jax/pretrained/espcn_x{scale}_{variant} "
+                   "(best: the best-trained ESPCN of the scale; t91: the paper's Table 1 reproduction)")
 
 
 def exits_130_on_interrupt(main):

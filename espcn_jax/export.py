@@ -93,8 +93,9 @@ def _load(args):
     if args.scale is not None and args.scale != spec.scale:
       raise cli.UsageError(f"{args.weights}: holds an x{spec.scale} model, but --scale {args.scale} was asked")
     return params, spec, dict(meta, source=str(args.weights))
-  params, spec = weights.pretrained(args.scale or 3, args.variant)
-  return params, spec, {"source": f"pretrained x{spec.scale} {args.variant}"}
+  variant = weights.resolve_variant(args.scale or 3, args.variant)
+  params, spec = weights.pretrained(args.scale or 3, variant)
+  return params, spec, {"source": f"pretrained x{spec.scale} {variant}"}
 
 
 def _parse(argv):

@@ -17,6 +17,7 @@ Images smaller than one patch are skipped and counted; unreadable images are ski
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 from typing import Callable, Sequence
 
@@ -84,6 +85,23 @@ def load_images(folders: Sequence, *, channels: int = 1, min_size: int = 1, prog
     where = ", ".join(str(f) for f in folders) if folders else "the given files"
     raise image_files.ImageError(f"{where}: no usable training image ({stats.summary()})")
   return out, stats
+
+
+def scale_augment(imgs: Sequence[np.ndarray], factors: Sequence[float], *, min_size: int = 1) -> list[np.ndarray]:
+  """`imgs` followed by each image down-scaled by each factor in (0, 1) (FSRCNN's data augmentation: MATLAB bicubic
+  `imresize`, rounded back to uint8); copies smaller than `min_size` are left out."""
+  bad = [f for f in factors if not 0 < float(f) < 1]
+  if bad:
+    raise ValueError(f"scale_augment factors must lie in (0, 1), got {bad[0]}")
+  out = list(imgs)
+  for f in factors:
+    for im in imgs:
+      h, w = (int(math.ceil(n * float(f))) for n in im.shape[:2])
+      if min(h, w) < min_size:
+        continue
+      small = image_ops.imresize(np.asarray(im, np.float32) / 255.0, output_shape=(h, w))
+      out.append(np.clip(np.round(np.asarray(small) * 255.0), 0, 255).astype(np.uint8).reshape(h, w, im.shape[-1]))
+  return out
 
 
 class PatchSampler:

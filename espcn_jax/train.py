@@ -53,6 +53,12 @@ def _check_config(cfg: dict, num_devices: int) -> None:
     raise TrainError(f"num_epochs must be a positive integer, got {cfg['num_epochs']!r}")
   if cfg["early_stop_metric"] not in ("train_loss", "val_psnr"):
     raise TrainError(f"early_stop_metric must be train_loss or val_psnr, got {cfg['early_stop_metric']!r}")
+  if cfg["loss"] not in ("mse", "l1", "charbonnier"):
+    raise TrainError(f"loss must be mse, l1 or charbonnier, got {cfg['loss']!r}")
+  if any(not 0 < float(f) < 1 for f in cfg["data"]["scale_augment"]):
+    raise TrainError(f"data.scale_augment factors must lie in (0, 1), got {tuple(cfg['data']['scale_augment'])}")
+  if (cfg["reparam"]["branches"] or cfg["init_from"]) and cfg["model"]["kind"] != "espcn":
+    raise TrainError(f"reparam and init_from are for ESPCN, not model.kind={cfg['model']['kind']!r}")
 
 
 def _split_holdout(d: dict) -> tuple[list | None, list | None]:
@@ -114,6 +120,10 @@ def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int, paths=None
     train_io.say(f"training data {d['train']}: {stats.summary()}")
     for msg in stats.corrupt:
       train_io.say(f"  skipped: {msg}")
+    if d["scale_augment"]:
+      n = len(imgs)
+      imgs = input_pipeline.scale_augment(imgs, d["scale_augment"], min_size=p)
+      train_io.say(f"scale augmentation x{'/'.join(f'{f:g}' for f in d['scale_augment'])}: {n} -> {len(imgs)} images")
     return backend, input_pipeline.PatchSampler(imgs, patch_size=p, batch_size=cfg["batch_size"],
                                                 augment=d["augment"])
   if not remote:
@@ -182,6 +192,28 @@ def _choose_kernels(cfg: dict, num_devices: int, dtype) -> tuple[bool, bool]:
   return native, bf16
 
 
+def _initial_params(cfg: dict, spec, key):
+  """The params a new run starts from: `init_from` (a weights file or a shipped variant's name, e.g. "t91") or
+  fresh ones drawn with `key`, with the re-parameterization branches of `reparam.branches` (espcn_jax/reparam.py);
+  None: fresh plain params (drawn by create_state with the same key)."""
+  from espcn_jax import reparam, weights
+  base, src = None, cfg["init_from"]
+  if src:
+    path = pathlib.Path(src).expanduser()
+    if not path.is_file() and (spec.scale, src) in weights.available_pretrained():
+      path = weights.pretrained_path(spec.scale, src)
+    base, file_spec, _ = weights.load(path)
+    if file_spec != spec:
+      raise TrainError(f"{path}: init_from weights are for {file_spec}, this run trains {spec}")
+  try:
+    branches = reparam.parse(cfg["reparam"]["branches"])
+    if branches:
+      return reparam.init(key, spec, branches, expand=cfg["reparam"]["expand"], base=base)
+  except ValueError as e:
+    raise TrainError(f"reparam: {e}") from e
+  return base
+
+
 def _prepare(cfg: dict, workdir: pathlib.Path, held: contextlib.ExitStack, started: float | None = None):
   """Checks, the workdir lock, the (restored) state, the data and the compiled step -> (Run, TrainState, LoopState).
   Everything that can fail on a bad setting or folder fails before the workdir is touched."""
@@ -205,13 +237,15 @@ def _prepare(cfg: dict, workdir: pathlib.Path, held: contextlib.ExitStack, start
   val_set = _validation_set(d, spec, val_paths)
   dtype = None if cfg["compute_dtype"] == "float32" else cfg["compute_dtype"]
   native, bf16 = _choose_kernels(cfg, mesh.size, dtype)
+  rng = jax.random.PRNGKey(cfg["seed"])
+  start_params = _initial_params(cfg, spec, ts.init_key(rng))  # (a bad init_from fails before the workdir exists)
   if train_io.primary():
     held.enter_context(train_io.WorkdirLock(workdir))
   ckpt = checkpointing.Checkpointer(workdir)
   # The state's structure does not depend on the lr schedule's length, so a checkpoint restores before the optimizer
   # is rebuilt with a budget fitted by an earlier invocation.
   tx = optim.make(model.init(jax.random.PRNGKey(0), spec), steps_per_epoch=spe, **cfg["optim"])
-  state = data_parallel.put_replicated(ts.create_state(jax.random.PRNGKey(cfg["seed"]), spec, tx), mesh)
+  state = data_parallel.put_replicated(ts.create_state(rng, spec, tx, start_params), mesh)
   restored, meta = ckpt.restore_intact(state, spec, resume_keys(cfg), say=train_io.say)
   if restored is not None:  # (newer broken checkpoints were set aside, and said so)
     state = restored

@@ -25,7 +25,9 @@ def resume_keys(cfg: dict) -> dict:
   """Settings a resumed run must share with the checkpoint (else its data stream / state would differ)."""
   d = cfg["data"]
   return {"batch_size": cfg["batch_size"], "steps_per_epoch": cfg["steps_per_epoch"], "seed": cfg["seed"],
-          "train": d["train"], "lr_patch": d["lr_patch"], "augment": d["augment"], "degradation": d["degradation"]}
+          "train": d["train"], "lr_patch": d["lr_patch"], "augment": d["augment"], "degradation": d["degradation"],
+          "scale_augment": list(d["scale_augment"]), "reparam": cfg["reparam"]["branches"], "loss": cfg["loss"],
+          "init_from": cfg["init_from"]}
 
 
 def _fit_schedule(o: dict, total: int, budget, max_minutes: float, spe: int) -> dict:
@@ -97,13 +99,14 @@ class Run:
   def compile_step(self) -> None:
     """The optimizer (with the lr schedule now in cfg["optim"]) and the jitted k steps."""
     import jax
-    from espcn_jax import data_parallel, image_ops, model, optim, xla_options
+    from espcn_jax import data_parallel, image_ops, model, optim, reparam, xla_options
     from espcn_jax import train_step as ts
     cfg, d, spec = self.cfg, self.cfg["data"], self.spec
     tx = optim.make(model.init(jax.random.PRNGKey(0), spec), steps_per_epoch=cfg["steps_per_epoch"], **cfg["optim"])
     degrade = image_ops.make_degrade(spec.scale, d["degradation"], d["sigma"], d["kernel_size"])
     step_fn = ts.make_train_step(spec, tx, degrade_fn=degrade, dtype=self.dtype, native=self.native,
-                                 native_bf16=self.bf16)
+                                 native_bf16=self.bf16, loss=cfg["loss"], charbonnier_eps=cfg["charbonnier_eps"],
+                                 param_map=reparam.merge if cfg["reparam"]["branches"] else None)
     # The YNNPACK fusions speed up XLA's convolutions; beside the native kernels they only compete for the cores
     # (the native step with them: 0.73x of the one without, BENCHMARKS.md)
     copts = xla_options.compiler_options(jax.default_backend()) if cfg["cpu_ynn_fusion"] and not self.native else None
@@ -162,7 +165,7 @@ def _score_epoch(run: Run, ls: LoopState, state) -> tuple[dict, bool]:
   """The epoch's metrics row (and validation PSNR when due); updates the best / early-stop counters. Returns (row,
   whether these weights are the best so far)."""
   import jax
-  from espcn_jax import optim, validation
+  from espcn_jax import optim, reparam, validation
   cfg, o, spe = run.cfg, run.cfg["optim"], run.cfg["steps_per_epoch"]
   epoch = ls.step // spe
   lr = optim.current_learning_rate(state.opt_state, o["learning_rate"], min_learning_rate=o["min_learning_rate"],
@@ -172,7 +175,7 @@ def _score_epoch(run: Run, ls: LoopState, state) -> tuple[dict, bool]:
   ls.loss_sum, ls.loss_n = 0.0, 0
   improved = False
   if run.val_set is not None and (epoch % cfg["eval_every_epochs"] == 0 or ls.step >= ls.total):
-    row["val_psnr"] = validation.espcn_psnr(run.val_set, jax.device_get(state.params), run.spec)
+    row["val_psnr"] = validation.espcn_psnr(run.val_set, reparam.merge(jax.device_get(state.params)), run.spec)
     row["val_bicubic_psnr"] = ls.bicubic_psnr = run.val_set.bicubic_psnr
     improved = ls.best_psnr is None or row["val_psnr"] > ls.best_psnr
   elif run.val_set is None:
@@ -192,7 +195,7 @@ def _end_epoch(run: Run, ls: LoopState, state, stopping: bool, bar) -> bool:
   """Logs the epoch, checks early stop and the time budget, saves checkpoints and the best weights. Returns whether
   the run is done."""
   import jax
-  from espcn_jax import data_parallel, weights
+  from espcn_jax import data_parallel, reparam, weights
   cfg, d = run.cfg, run.cfg["data"]
   row, improved = _score_epoch(run, ls, state)
   epoch = row["epoch"]
@@ -223,7 +226,7 @@ def _end_epoch(run: Run, ls: LoopState, state, stopping: bool, bar) -> bool:
   if improved:
     run.ckpt.save_best(ls.step, state, run.meta(ls))
     if train_io.primary():
-      weights.save(run.workdir / "best.safetensors", jax.device_get(state.params), run.spec,
+      weights.save(run.workdir / "best.safetensors", reparam.merge(jax.device_get(state.params)), run.spec,
                    {"train": d["train"], "val": d["val"], "val_psnr": row.get("val_psnr"), "step": ls.step,
                     "epoch": epoch, "degradation": d["degradation"], "config": run.meta(ls)["config"]})
   ls.t_epoch = time.time()

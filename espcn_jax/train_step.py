@@ -38,12 +38,18 @@ class TrainState:
   rng: jax.Array  # uint32[2] raw PRNG key: patch sampling uses fold_in(rng, step)
 
 
-def create_state(rng, spec: model.Spec, tx: optax.GradientTransformation) -> TrainState:
-  """Fresh params (from `rng`) and optimizer state; the sampler key is split off the same `rng`."""
-  init_key, data_key = jax.random.split(rng)
-  params = model.init(init_key, spec)
+def create_state(rng, spec: model.Spec, tx: optax.GradientTransformation, params=None) -> TrainState:
+  """Fresh params (from `rng`, or the given `params`) and optimizer state; the sampler key is split off the same
+  `rng` either way (`init_key(rng)` is the key the fresh params are drawn with)."""
+  key, data_key = jax.random.split(rng)
+  params = model.init(key, spec) if params is None else params
   return TrainState(params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32),
                     rng=jax.random.key_data(data_key) if _is_typed_key(data_key) else data_key)
+
+
+def init_key(rng):
+  """The key `create_state` draws fresh params with."""
+  return jax.random.split(rng)[0]
 
 
 def _is_typed_key(k) -> bool:
@@ -65,15 +71,38 @@ def to_model_input(hr_BxHxWxC, channels: int):
   return x
 
 
+LOSSES = ("mse", "l1", "charbonnier")
+
+
+def pixel_loss(sr, hr, kind: str = "mse", eps: float = 1e-3):
+  """The mean over pixels of (sr - hr)^2 ("mse", the paper), |sr - hr| ("l1") or sqrt((sr - hr)^2 + eps^2)
+  ("charbonnier", a smooth L1)."""
+  d = sr - hr
+  if kind == "mse":
+    return jnp.mean(jnp.square(d))
+  if kind == "l1":
+    return jnp.mean(jnp.abs(d))
+  if kind == "charbonnier":
+    return jnp.mean(jnp.sqrt(jnp.square(d) + eps * eps))
+  raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
+
+
 def make_train_step(spec: model.Spec, tx: optax.GradientTransformationExtraArgs, *, degrade_fn: Callable,
-                    dtype=None, native: bool = False, native_bf16: bool = False) -> Callable:
+                    dtype=None, native: bool = False, native_bf16: bool = False, loss: str = "mse",
+                    charbonnier_eps: float = 1e-3, param_map: Callable | None = None) -> Callable:
   """Returns the pure `train_step(state, hr_BxHxWxC) -> (state, {"loss": scalar})`.
+
+  `loss`: see `pixel_loss`. `param_map`: the state's params -> the net's plain params, inside the differentiated
+  function (e.g. `reparam.merge`: the branches get their gradients through it); None: the state holds plain params.
 
   `dtype` is the model's compute dtype (None: float32). `native`: the net's forward and backward pass by the C++
   kernels of `espcn_jax.native.training` (CPU, float32, one device; see `use_native`); `native_bf16`: their
   convolutions with >= 8 inputs multiply bf16 operands (float32 sums; see `use_native_bf16`). The plateau schedule
   receives `value=loss`.
   """
+  if loss not in LOSSES:
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+  to_net, loss_kind = param_map or (lambda p: p), loss
   if native:
     from espcn_jax.native import training  # bottom layer, like the model; imported only when used
     if dtype not in (None, jnp.float32, "float32"):
@@ -87,7 +116,7 @@ def make_train_step(spec: model.Spec, tx: optax.GradientTransformationExtraArgs,
     lr = jax.lax.stop_gradient(degrade_fn(hr))
 
     def loss_fn(params):
-      return jnp.mean(jnp.square(forward(params, lr) - hr))
+      return pixel_loss(forward(to_net(params), lr), hr, loss_kind, charbonnier_eps)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)

@@ -58,7 +58,7 @@ def _parse(argv):
   return args
 
 
-def _load_net(weight_file, scale, random_weights: bool = False, variant: str = "t91"):
+def _load_net(weight_file, scale, random_weights: bool = False, variant: str | None = None):
   """Returns (params, spec): the weight file's, else the shipped weights; random ones only if asked for."""
   if weight_file:
     params, spec, _ = weights.load(weight_file)

@@ -3,6 +3,7 @@
     save(path, params, spec, meta={"dataset": "T91", ...})
     params, spec, meta = load(path)
     params, spec = pretrained(scale=3, variant="t91")   # files shipped in espcn_jax/pretrained/
+    params, spec = pretrained(scale=3)                  # the default: "best" where it ships (DEFAULT_VARIANT)
 """
 
 from __future__ import annotations
@@ -80,8 +81,25 @@ def load(path):
   return params, spec, meta
 
 
-def pretrained_path(scale: int = 3, variant: str = "t91") -> pathlib.Path:
-  return PRETRAINED_DIR / f"espcn_x{scale}_{variant}.safetensors"
+# The shipped weights used when no variant is named: the best ESPCN of each scale (configs/best_x*.py); "t91" (the
+# paper's Table 1 reproduction) for a scale without one.
+DEFAULT_VARIANT, FALLBACK_VARIANT = "best", "t91"
+
+
+def default_variant(scale: int) -> str:
+  """The variant `pretrained(scale)` loads: DEFAULT_VARIANT where it ships for `scale`, else FALLBACK_VARIANT."""
+  best = PRETRAINED_DIR / f"espcn_x{scale}_{DEFAULT_VARIANT}.safetensors"
+  return DEFAULT_VARIANT if best.is_file() else FALLBACK_VARIANT
+
+
+def resolve_variant(scale: int, variant: str | None) -> str:
+  """None or DEFAULT_VARIANT ("best") -> `default_variant(scale)`; another name as it is."""
+  return default_variant(scale) if variant in (None, DEFAULT_VARIANT) else variant
+
+
+def pretrained_path(scale: int = 3, variant: str | None = None) -> pathlib.Path:
+  """The shipped file of `variant` (None or "best": `default_variant(scale)`)."""
+  return PRETRAINED_DIR / f"espcn_x{scale}_{resolve_variant(scale, variant)}.safetensors"
 
 
 def available_pretrained() -> list[tuple[int, str]]:
@@ -92,8 +110,10 @@ def available_pretrained() -> list[tuple[int, str]]:
   return out
 
 
-def pretrained(scale: int = 3, variant: str = "t91"):
-  """Shipped weights: returns (params, spec). Raises WeightsError naming what is available if absent."""
+def pretrained(scale: int = 3, variant: str | None = None):
+  """Shipped weights (None or "best": `default_variant(scale)`): returns (params, spec). Raises WeightsError naming what is
+  available if absent."""
+  variant = resolve_variant(scale, variant)
   path = pretrained_path(scale, variant)
   if not path.is_file():
     raise WeightsError(f"{path}: no shipped weights for scale {scale}, variant {variant!r}; "

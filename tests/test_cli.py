@@ -20,7 +20,7 @@ def test_weights_variant_and_the_deprecated_checkpoint_alias(name, capsys):
   assert args.weights == "w.safetensors" and args.variant == "t91_relu"
   assert capsys.readouterr().err == ""
   args = parse(needed + ["--checkpoint", "old.safetensors"])
-  assert args.weights == "old.safetensors" and args.variant == "t91"
+  assert args.weights == "old.safetensors" and args.variant == "best"
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and "--checkpoint is deprecated" in err and "--weights" in err
 
@@ -32,7 +32,8 @@ def test_help_shows_the_defaults(name, capsys):
     parse(["--help"])
   assert e.value.code == 0
   out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-  assert "--variant VARIANT shipped weights: espcn_jax/pretrained/espcn_x{scale}_{variant} (default: t91)" in out
+  assert ("--variant VARIANT shipped weights: espcn_jax/pretrained/espcn_x{scale}_{variant} (best: the best-trained "
+          "ESPCN of the scale; t91: the paper's Table 1 reproduction) (default: best)") in out
   if name in ("upscale", "benchmark"):
     assert "(default: float32)" in out or "(default: ['float32'])" in out
 

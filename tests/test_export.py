@@ -280,3 +280,27 @@ def test_hr_space_nets_are_refused_in_one_line(tmp_path, capsys):
   assert export.main(["--weights", str(w), "-o", str(out)]) == 1
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and "holds a srcnn net" in err and not out.exists()
+
+
+def test_best_x3_export_has_the_graph_of_the_table1_export_and_runs_in_opencv(tmp_path, images):
+  """Issue #17: the default (better-trained) x3 weights deploy as exactly the same ONNX graph as the T91 weights."""
+  assert weights.default_variant(3) == "best"
+  files = {v: export_formats.export(*weights.pretrained(3, v), "onnx", tmp_path / f"{v}.onnx")
+           for v in ("best", "t91")}
+  graphs = {v: onnx.load(str(p)).graph for v, p in files.items()}
+
+  def shape(g):
+    return ([(n.op_type, list(n.input), list(n.output), [(a.name, onnx.helper.get_attribute_value(a))
+                                                         for a in n.attribute]) for n in g.node],
+            [(i.name, tuple(i.dims)) for i in g.initializer],
+            [str(x.type) for x in list(g.input) + list(g.output)])
+
+  assert shape(graphs["best"]) == shape(graphs["t91"])
+  best_w = {i.name: onnx.numpy_helper.to_array(i) for i in graphs["best"].initializer}
+  t91_w = {i.name: onnx.numpy_helper.to_array(i) for i in graphs["t91"].initializer}
+  assert any(not np.array_equal(best_w[k], t91_w[k]) for k in best_w)  # other weights, same graph
+  _, net = _cv2_net(files["best"])
+  lr = images[1][0]
+  net.setInput(_nchw(lr))
+  params, spec = weights.pretrained(3)
+  np.testing.assert_allclose(net.forward(), _nchw(np.asarray(model.apply(params, lr, spec))), atol=1e-5, rtol=0)

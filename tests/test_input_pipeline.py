@@ -99,3 +99,15 @@ def test_tf_stream_shapes_determinism_and_resume(tmp_path):
   other = ip.TfPatchStream(str(tmp_path), process_index=1, process_count=2,
                            **{k: v for k, v in kw.items() if not k.startswith("process")})
   assert not np.array_equal(other.take(1)[0], a[0])
+
+
+def test_scale_augment_adds_matlab_downscaled_copies():
+  rng = np.random.default_rng(0)
+  imgs = [rng.integers(0, 256, (40, 30, 1), dtype=np.uint8), rng.integers(0, 256, (20, 50, 1), dtype=np.uint8)]
+  out = ip.scale_augment(imgs, (0.9, 0.6), min_size=15)
+  assert [im.shape for im in out] == [(40, 30, 1), (20, 50, 1), (36, 27, 1), (18, 45, 1), (24, 18, 1)]  # 12x30 dropped
+  assert all(im.dtype == np.uint8 for im in out)
+  want = image_ops.imresize(imgs[0].astype(np.float32) / 255, output_shape=(36, 27))
+  np.testing.assert_array_equal(out[2], np.clip(np.round(np.asarray(want) * 255), 0, 255).astype(np.uint8))
+  with pytest.raises(ValueError, match=r"in \(0, 1\)"):
+    ip.scale_augment(imgs, (1.5,))

@@ -14,6 +14,15 @@ KNOWN_BIRD_PSNR = {
     (3, "t91_bsd200"): (35.386, 32.572),
     (3, "srcnn_t91"): (34.715, 32.572),  # SRCNN 9-5-5 (configs/srcnn_t91_x3.py), not an ESPCN
     (4, "t91"): (32.305, 30.177),
+    (3, "best"): (35.479, 32.572),  # configs/best_x3.py (issue #17)
+    (4, "best"): (32.651, 30.177),  # configs/best_x4.py
+}
+
+# The "best" files' whole Set5 / Set14 PSNR (python -m espcn_jax.evaluate --data set5 --data set14 --scale S), pinned
+# because they are the default weights of every command.
+BEST_SET_PSNR = {
+    3: (32.678, 29.181),
+    4: (30.461, 27.417),
 }
 
 
@@ -39,5 +48,22 @@ def test_shipped_weights_known_psnr(scale, variant):
   assert got["espcn"][0] == pytest.approx(want_espcn, abs=0.01)
 
 
-def test_default_variant_is_t91():
-  assert weights.pretrained_path(3) == pathlib.Path(weights.PRETRAINED_DIR) / "espcn_x3_t91.safetensors"
+def test_default_variant_is_best_where_it_ships():
+  for scale in (2, 3, 4):
+    want = "best" if scale in BEST_SET_PSNR else "t91"
+    assert weights.default_variant(scale) == want
+    assert weights.pretrained_path(scale) == pathlib.Path(weights.PRETRAINED_DIR) / f"espcn_x{scale}_{want}.safetensors"
+  assert weights.pretrained_path(3, "t91").name == "espcn_x3_t91.safetensors"
+
+
+@pytest.mark.parametrize("scale", sorted(BEST_SET_PSNR))
+def test_best_weights_whole_sets(scale):
+  """The default weights score their recorded Set5 / Set14 PSNR, and beat the Table 1 (t91) file of their scale."""
+  res = {}
+  for variant in ("best", "t91"):
+    params, spec = weights.pretrained(scale, variant)
+    res[variant] = [next(r["psnr"] for r in evaluate.evaluate_folder(image_files.builtin_dataset_dir(name), scale,
+                                                                     params=params, spec=spec)
+                         if r["method"] == "espcn") for name in ("set5", "set14")]
+  assert res["best"] == pytest.approx(list(BEST_SET_PSNR[scale]), abs=0.002)
+  assert res["best"][0] > res["t91"][0] and res["best"][1] > res["t91"][1]

@@ -116,3 +116,35 @@ def test_hr_net_trains_with_xla_and_its_weights_say_so(tmp_path, capsys):
   assert err.count("\n") == 1 and "the kernels compute ESPCN only" in err
   assert _run(tmp_path / "bad", "--config.model.kind=vdsr") == 1
   assert "kind must be one of" in capsys.readouterr().err
+
+
+def test_init_from_with_branches_starts_from_those_weights_and_exports_one_kernel(tmp_path, capsys):
+  """init_from + reparam: at a negligible lr the exported (merged) weights are the starting file's; the checkpoint
+  holds the branches; scale augmentation adds the down-scaled copies; a mismatched file is a one-line error."""
+  src = tmp_path / "start.safetensors"
+  import jax
+  from espcn_jax import model
+  spec = model.Spec(features=(16, 8))
+  weights.save(src, model.init(jax.random.PRNGKey(7), spec), spec)
+  assert _run(tmp_path / "w", "--config.num_epochs=1", f"--config.init_from={src}", "--config.loss=charbonnier",
+              "--config.reparam.branches=1x1+asym+expand", "--config.data.scale_augment=(0.8,)",
+              "--config.optim.learning_rate=1e-9", "--config.optim.min_learning_rate=1e-10") == 0
+  assert "91 -> 182 images" in capsys.readouterr().err
+  got, got_spec, _ = weights.load(tmp_path / "w" / "best.safetensors")
+  want, _, _ = weights.load(src)
+  assert got_spec == spec and set(got["conv1"]) == {"kernel", "bias"}
+  for layer in want:
+    np.testing.assert_allclose(got[layer]["kernel"], want[layer]["kernel"], atol=1e-6)
+  meta = json.loads((tmp_path / "w" / "metrics.jsonl").read_text().splitlines()[0])
+  assert meta["val_psnr"] > 0
+  # resuming with another trick is refused; a file for another net is a one-line error before anything is written
+  assert _run(tmp_path / "w", "--config.num_epochs=2", f"--config.init_from={src}", "--config.loss=mse",
+              "--config.reparam.branches=1x1+asym+expand", "--config.data.scale_augment=(0.8,)") == 1
+  assert "loss" in capsys.readouterr().err
+  assert _run(tmp_path / "bad", "--config.init_from=t91") == 1
+  err = capsys.readouterr().err
+  assert "espcn_x3_t91.safetensors: init_from weights are for" in err and not (tmp_path / "bad").exists()
+  assert _run(tmp_path / "bad", "--config.reparam.branches=1x1+nope") == 1
+  assert "unknown re-parameterization branch 'nope'" in capsys.readouterr().err
+  assert _run(tmp_path / "bad", "--config.data.scale_augment=(1.2,)") == 1
+  assert "scale_augment factors must lie in (0, 1)" in capsys.readouterr().err

@@ -82,6 +82,14 @@ def test_shipped_recipes_keep_their_values():
   bf16 = train_config.load("t91_x3_cpu_bf16.py")
   assert (bf16.num_epochs, bf16.optim.decay_steps, bf16.native_kernels, bf16.native_bf16, bf16.batch_size) == (
       190, 380000, "on", "auto", 16)
+  for name, scale, patch, batch, epochs, minutes in [("best_x3.py", 3, 34, 4, 480, 28.0),
+                                                     ("best_x4.py", 4, 24, 8, 300, 19.0),
+                                                     ("best_x2.py", 2, 34, 4, 320, 19.0)]:
+    c = train_config.load(name)  # the records of the shipped "best" weights (REPRODUCTION.md, issue #17)
+    assert (c.scale, c.data.train, c.data.scale_augment, c.data.lr_patch, c.batch_size, c.num_epochs,
+            c.optim.decay_steps, c.max_minutes, c.model.activation, c.reparam.branches, c.loss, c.data.val) == (
+                scale, "t91", (0.9, 0.8, 0.7, 0.6), patch, batch, epochs, epochs * 2000, minutes, "tanh", "", "mse",
+                "holdout"), name
   for name, scale, act in [("t91_x2.py", 2, "tanh"), ("t91_x4.py", 4, "tanh"), ("t91_x3_relu.py", 3, "relu"),
                            ("t91_bsd200_x3.py", 3, "relu"), ("imagenet50k_x3_relu.py", 3, "relu")]:
     c = train_config.load(name)

@@ -172,3 +172,33 @@ def test_unknown_cpu_compiler_options_fall_back(monkeypatch):
     monkeypatch.undo()
     xla_options._cpu_options_supported.cache_clear()
   assert xla_options.compiler_options("gpu") is None
+
+
+def test_pixel_losses():
+  sr = jnp.asarray([[0.0, 0.5], [1.0, 0.2]])
+  hr = jnp.asarray([[0.1, 0.5], [0.7, 0.6]])
+  d = np.asarray(sr - hr)
+  np.testing.assert_allclose(ts.pixel_loss(sr, hr, "mse"), np.mean(d ** 2), rtol=1e-6)
+  np.testing.assert_allclose(ts.pixel_loss(sr, hr, "l1"), np.mean(np.abs(d)), rtol=1e-6)
+  np.testing.assert_allclose(ts.pixel_loss(sr, hr, "charbonnier", eps=0.01), np.mean(np.sqrt(d ** 2 + 1e-4)),
+                             rtol=1e-6)
+  with pytest.raises(ValueError, match="loss must be one of"):
+    ts.make_train_step(SPEC, optim.make(model.init(jax.random.PRNGKey(0), SPEC)), degrade_fn=lambda x: x,
+                       loss="ssim")
+
+
+def test_step_trains_the_branches_through_param_map():
+  """With reparam.merge as param_map the state holds the branches; the net they merge into learns."""
+  from espcn_jax import reparam
+  tparams = reparam.init(jax.random.PRNGKey(0), SPEC, ("1x1", "expand"))
+  tx = optim.make(tparams, learning_rate=3e-3, min_learning_rate=3e-5, steps_per_epoch=5)
+  state = ts.create_state(jax.random.PRNGKey(1), SPEC, tx, tparams)
+  step = jax.jit(ts.make_train_step(SPEC, tx, degrade_fn=image_ops.make_degrade(2), param_map=reparam.merge))
+  hr = _smooth_batch()
+  losses = []
+  for _ in range(40):
+    state, m = step(state, hr)
+    losses.append(float(m["loss"]))
+  assert losses[-1] < 0.35 * losses[0]
+  assert float(jnp.abs(state.params["conv1"]["k1x1"]).max()) > 0
+  assert float(jnp.abs(state.params["conv3"]["squeeze"]).max()) > 0

@@ -37,6 +37,9 @@ def get_config() -> ml_collections.ConfigDict:
   d.tfds_data_dir = ""
   d.manual_dir = ""
   d.subset_size = 50000  # imagenet_subset: images drawn with `seed`
+  # memory backend: each training image is also added down-scaled by these factors in (0, 1) (FSRCNN's
+  # augmentation, MATLAB bicubic), e.g. (0.9, 0.8, 0.7, 0.6); (): none
+  d.scale_augment = ()
   c.batch_size = 64  # global, over all devices and processes
   c.steps_per_call = 0  # optimizer steps per jitted call (unrolled); 0: 8 on GPU/TPU, 1 on CPU (same math)
   c.steps_per_epoch = 200
@@ -60,6 +63,13 @@ def get_config() -> ml_collections.ConfigDict:
   # decay (optim.decay_steps > 0) ends with them; a resumed run keeps that fit. The run stops at the budget in any
   # case, and the best weights are exported.
   c.max_minutes = 0.0
+  c.loss = "mse"  # "mse" (the paper), "l1" or "charbonnier" (sqrt(d^2 + charbonnier_eps^2))
+  c.charbonnier_eps = 1e-3
+  # Training-only extra linear branches per convolution, merged into the one kernel of each layer for validation
+  # and export (espcn_jax/reparam.py): "" or names joined by "+" from "1x1", "asym", "expand"
+  c.reparam = ml_collections.ConfigDict({"branches": "", "expand": 2})
+  # A new run's starting params: a weights file or a shipped variant's name ("t91": espcn_x<scale>_t91); "": fresh
+  c.init_from = ""
   c.seed = 0
   c.compute_dtype = "float32"  # or "bfloat16"
   c.cpu_ynn_fusion = True  # XLA:CPU: YNNPACK fusions for dots, elementwise ops, reductions (same math, faster)
