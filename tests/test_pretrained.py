@@ -16,6 +16,7 @@ KNOWN_BIRD_PSNR = {
     (4, "t91"): (32.305, 30.177),
     (3, "best"): (35.479, 32.572),  # configs/best_x3.py (issue #17)
     (4, "best"): (32.651, 30.177),  # configs/best_x4.py
+    (2, "best"): (41.187, 36.806),  # configs/best_x2.py
 }
 
 # The "best" files' whole Set5 / Set14 PSNR (python -m espcn_jax.evaluate --data set5 --data set14 --scale S), pinned
@@ -23,6 +24,7 @@ KNOWN_BIRD_PSNR = {
 BEST_SET_PSNR = {
     3: (32.678, 29.181),
     4: (30.461, 27.417),
+    2: (36.709, 32.349),
 }
 
 
