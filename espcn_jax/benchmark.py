@@ -259,21 +259,27 @@ def _run_drift(args, params, spec, notes: list, paths):
   return out or None
 
 
-def _say_default(drift, notes: list) -> None:
-  """Whether `auto` runs native-bf16 in float32's place, and why (the drift budget)."""
-  from espcn_jax import inference  # pylint: disable=import-outside-toplevel
+def _say_default(drift, notes: list, params, spec) -> str:
+  """Which kernel `auto` runs for these weights (espcn_jax/auto_precision.py), said beside this run's drift."""
+  from espcn_jax import auto_precision, inference  # pylint: disable=import-outside-toplevel
+  default = auto_precision.method_for(params, spec)
   worst = None if not drift else min((d["native-bf16"] for d in drift.values() if "native-bf16" in d), default=None)
   if worst is None:
-    return
+    return default
   budget = inference.NATIVE_BF16_DRIFT_BUDGET_DB
-  within = abs(worst) <= budget
-  default = inference.resolve_method("auto")
+  if default == "native-bf16":
+    why = "these weights' recorded drift is within it (espcn_jax/pretrained/native_bf16_drift.json)"
+  else:
+    recorded = auto_precision.drift_of(params)
+    why = ("float32: no recorded drift for these weights (scripts/measure_bf16_drift.py records the shipped files')"
+           if recorded is None else f"float32: their recorded drift is over it ({recorded[0]:+.4f} / "
+           f"{recorded[1]:+.4f} dB)") + "; native-bf16 by --method native-bf16 or --dtype bfloat16"
   msg = (f"native-bf16 drift here (worst of {', '.join(drift)}): {worst:+.4f} dB, "
-         f"{'within' if within else 'over'} the {budget} dB budget; the default (auto) is {default}"
-         + ("" if default == "native-bf16" else " (float32; inference.AUTO_NATIVE_BF16: the shipped x2 weights drift "
-                "over the budget): native-bf16 by --method native-bf16 or --dtype bfloat16"))
+         f"{'within' if abs(worst) <= budget else 'over'} the {budget} dB budget; "
+         f"the default (auto) is {default}: {why}")
   notes.append(msg)
   print("  note: " + msg, flush=True)
+  return default
 
 
 @cli.exits_130_on_interrupt
@@ -317,13 +323,14 @@ def main(argv) -> int:
                                                                                             base_dt))
   _run_peers(args, params, spec, lr_hw, table, notes, base_dt)
   drift = _run_drift(args, params, spec, notes, list(table.reduced))
-  _say_default(drift, notes)
+  default = _say_default(drift, notes, params, spec)
   if args.json:
     atomic_io.write_text(args.json, json.dumps({
         "device": dev, "resolution": args.resolution, "scale": spec.scale, "lr_size": list(lr_hw),
         "net_output_size": list(sizes["net_out"]), "frame_size": list(sizes["frame"]),
         "model": args.model or spec.kind, "spec": spec.to_dict(),
-        "gflop_per_frame": round(flops / 1e9, 3), "jax": jax.__version__, "method": method, "results": table.rows,
+        "gflop_per_frame": round(flops / 1e9, 3), "jax": jax.__version__, "method": method,
+        "default_method": default, "results": table.rows,
         "psnr_drift_db": _worst(drift), "psnr_drift_by_set_db": drift, "notes": notes}, indent=1))
   return cli.OK
 

@@ -23,11 +23,12 @@ Methods (every forward pass of the net, and how each agrees with `model.apply`, 
                cores, the 3x3 layers by Winograd F(4x4, 3x3): 2.3-3.7x faster than "conv" for 1080p x3 on a 2-core
                AMD EPYC (BENCHMARKS.md).
   "native-bf16": the native kernel with the layers of >= 8 input channels on AMX tiles (bf16 operands, float32 sums,
-               bias and tanh; the first layer in float32): CPUs with AMX-BF16 (Intel Sapphire Rapids and later) and
-               the "avx512_amx" build (`native.infer_has_amx()`). Its PSNR drift against float32 is measured by
-               `benchmark` (Set5 / Set14): over NATIVE_BF16_DRIFT_BUDGET_DB with the shipped x2 weights.
+               bias and tanh; a one-input first layer on the tiles at float32's precision): CPUs with AMX-BF16 (Intel
+               Sapphire Rapids and later) and the "avx512_amx" build (`native.infer_has_amx()`). Its PSNR drift
+               against float32 depends on the weights: `benchmark` measures it (Set5 / Set14).
   "auto":      on the CPU: "native" in float32 when the kernel loads (native-bf16 if AUTO_NATIVE_BF16), else "fma";
-               in bfloat16 "native-bf16" where it runs, else "fma"; "conv" elsewhere.
+               in bfloat16 "native-bf16" where it runs, else "fma"; "conv" elsewhere. `upscale` and `benchmark` also
+               run native-bf16 for weights measured within the drift budget (espcn_jax/auto_precision.py).
 A Winograd F(4x4, 3x3) written in jnp was removed: XLA:CPU ran it 2.1-2.8x slower than "conv" at every size measured
 (LR 32x32, 96x128 and 360x640 at batch 1, 96x128 at batch 8; shipped x3 weights); the native kernel has the fast one.
 """
@@ -45,9 +46,9 @@ from espcn_jax import image_ops, model, native, ps
 
 METHODS = ("auto", "conv", "fma", "native", "native-bf16")
 # `auto` may pick a reduced-precision path in float32's place only when its PSNR drift against float32 stays within
-# this budget on Set5 and Set14. native-bf16 with the shipped t91 weights (docs/bench/psnr_drift_native_bf16.json):
-# x3 -0.008 / -0.004 dB, x4 -0.002 / -0.001 dB, but x2 -0.053 / -0.020 dB: over it, so `auto` stays float32 (native)
-# and native-bf16 is asked for by name or by dtype bfloat16.
+# this budget on Set5 and Set14. The drift of native-bf16 depends on the weights (the shipped x2 t91 net: -0.05 dB on
+# Set5), so here, without knowing the weights, `auto` stays float32 (native); espcn_jax/auto_precision.py picks
+# native-bf16 for the weights measured within the budget (espcn_jax/pretrained/native_bf16_drift.json).
 NATIVE_BF16_DRIFT_BUDGET_DB = 0.02
 AUTO_NATIVE_BF16 = False
 

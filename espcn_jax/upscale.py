@@ -24,8 +24,8 @@ import sys
 
 import numpy as np
 
-from espcn_jax import (atomic_io, cli, frame_pipeline, image_files, inference, model, plane_net, stream, video,
-                       weights)
+from espcn_jax import (atomic_io, auto_precision, cli, frame_pipeline, image_files, inference, model, plane_net,
+                       stream, video, weights)
 
 def _parse(argv):
   p = cli.parser("python -m espcn_jax.upscale", __doc__.split("\n\n")[0])
@@ -38,7 +38,9 @@ def _parse(argv):
   p.add_argument("--batch", type=cli.positive_int, metavar="N", default=8,
                  help="canvases / video frames per call of the net")
   p.add_argument("--dtype", choices=cli.DTYPES, default="float32", help="compute dtype of the net")
-  p.add_argument("--method", choices=inference.METHODS, default="auto", help="3x3 conv kernel (see inference)")
+  p.add_argument("--method", choices=inference.METHODS, default="auto",
+                 help="the kernel (see inference); auto: native-bf16 on AMX CPUs for weights measured within the "
+                      "drift budget (espcn_jax/auto_precision.py), else float32")
   p.add_argument("--preset", choices=video.X264_PRESETS, default=None,
                  help="libx264 preset for .mp4/.mkv/.mov outputs (None: ffmpeg's medium; veryfast encodes "
                       "~2.7x faster, about the same quality)")
@@ -167,6 +169,7 @@ def main(argv) -> int:
   if args.dtype != "float32":
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
     dtype = getattr(jnp, args.dtype)
+  args.method = auto_precision.method_for(params, spec, args.method, dtype)  # native-bf16 where measured within budget
   try:
     up = inference.Upscaler(params, spec, dtype=dtype, method=args.method, tile=args.tile, max_batch=args.batch)
   except ValueError as e:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pathlib
 
@@ -25,6 +26,16 @@ class WeightsError(ValueError):
 
 def _flatten(params) -> dict[str, np.ndarray]:
   return {f"{layer}.{name}": np.asarray(v, np.float32) for layer, d in params.items() for name, v in d.items()}
+
+
+def fingerprint(params) -> str:
+  """sha256 of the weights themselves (float32 bytes, in name order): the same for a set of weights whatever file it
+  was loaded from (the file's own bytes also hold metadata)."""
+  h = hashlib.sha256()
+  for name, a in sorted(_flatten(params).items()):
+    h.update(f"{name}{a.shape};".encode())
+    h.update(np.ascontiguousarray(a).tobytes())
+  return h.hexdigest()
 
 
 def save(path, params, spec: model.Spec, meta: dict | None = None) -> pathlib.Path:

@@ -1,12 +1,17 @@
 """The AMX bf16 inference kernel (native.forward(bf16=True), espcn_cpu_infer_amx.cc): the net on bf16 operands, exact
 padding, valid rectangles, strips / bands / threads / tiles with the same result to the bit."""
 
+import functools
+
 import jax
 import numpy as np
 import pytest
-from test_native_training import _bf16_reference
+import test_native_training
 
 from espcn_jax import inference, model, native
+
+# the net as the AMX inference kernel defines it: the training kernels' reference with the first layer split
+_bf16_reference = functools.partial(test_native_training._bf16_reference, split_first=True)
 
 needs_amx = pytest.mark.skipif(not native.infer_has_amx(), reason="no AMX-BF16 here (or not the avx512_amx build)")
 
@@ -17,6 +22,8 @@ SPECS = [
     model.Spec(scale=3, channels=3),  # RGB: 27 outputs, depth-to-space colour order
     model.Spec(scale=4, channels=3),  # RGB: 48 outputs (three output tiles)
     model.Spec(scale=2, features=(24, 40, 8), kernel_sizes=(3, 5, 1, 3)),  # padded channels, 5x5 and 1x1 on AMX
+    model.Spec(scale=3, features=(40, 16), kernel_sizes=(1, 3, 3)),  # first layer: 1x1 on the tiles, 3 vectors
+    model.Spec(scale=2, features=(16, 16), kernel_sizes=(7, 3, 3)),  # first layer: 49 taps, float32 FMAs
 ]
 
 

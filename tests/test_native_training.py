@@ -60,9 +60,10 @@ def test_forward_and_gradients_match_xla(spec, bhw):
   assert _max_rel_err(grads, want) < 2e-5
 
 
-def _bf16_reference(params, x, spec):
+def _bf16_reference(params, x, spec, split_first=False):
   """The net as the bf16 kernels define it: convolutions with >= 8 inputs on bf16-rounded operands, exact float32
-  arithmetic otherwise."""
+  arithmetic otherwise. split_first (the AMX inference kernel): a one-input first layer of <= 32 taps sees
+  (hi + lo) / 255, hi = bf16(255 x), lo = bf16(255 x - hi), with float32 weights."""
   rnd = lambda a: jnp.asarray(a).astype(jnp.bfloat16).astype(jnp.float32)
   act = model.ACTIVATIONS[spec.activation]
   x = jnp.asarray(x, jnp.float32)
@@ -71,6 +72,9 @@ def _bf16_reference(params, x, spec):
     k = jnp.asarray(p["kernel"], jnp.float32)
     if k.shape[2] >= 8:
       x, k = rnd(x), rnd(k)
+    elif split_first and i == 0 and k.shape[2] == 1 and k.shape[0] * k.shape[1] <= 32:
+      hi = rnd(x * 255)
+      x = (hi + rnd(x * 255 - hi)) / 255
     x = jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                      precision=jax.lax.Precision.HIGHEST) + p["bias"]
     if i < spec.num_layers - 1:

@@ -1,6 +1,10 @@
 // ESPCN inference with the layers of >= 8 input channels on AMX tiles (bf16 operands, float32 sums); compiled in
 // the "avx512_amx" variant, a stub elsewhere. Same net, `valid` rectangles and periodic shuffle as espcn_forward
-// (espcn_cpu_kernel.cc); the first layer (1 or 3 inputs) stays float32.
+// (espcn_cpu_kernel.cc). A one-input first layer with k * k <= 32 taps runs on the tiles too, as a 1x1 convolution
+// of its im2col rows (a pixel's taps as bf16 "channels"): 255 x as hi + lo, two bf16 numbers (~16 significant bits;
+// 8-bit pictures exactly, lo = 0: the integers 0-255 are bf16 numbers), against the weights / 255 as the sum of three
+// bf16 parts (float32's 24 bits): hi x (all three parts) + lo x (the first two). So this layer loses ~2^-17 of the
+// input and nothing of the weights to bf16; other first layers (3 inputs, larger k) run in float32 with FMAs.
 //
 // Work items: (image, band of output rows, strip of output columns), claimed in turn by the calling thread and tasks
 // on XLA's intra-op thread pool (threads that live between calls). An item walks down its band in chunks of
@@ -44,13 +48,20 @@ constexpr int kChunk = 16;     // output rows per chunk
 constexpr int kStripMax = 256;  // output columns per strip at most
 constexpr int kSlack = 128;    // pixels after each grid buffer (a block runs up to 47 past the end, taps + k / 2)
 constexpr int kNP0 = 6;        // pixels per block of the float32 first layer
+constexpr int kCol = 64;       // bf16 slots per im2col row of the AMX first layer: 32 for hi, 32 for lo
+constexpr int kColPixels = 1024;  // im2col rows built at a time (128 KB: stays in L2 beside the activations)
+constexpr float kInScale = 255.f;  // AMX first layer: input x 255 (8-bit values exact in bf16), weights / 255
+constexpr int kParts = 3;      // AMX first layer: each weight as the sum of 3 bf16 numbers (float32's 24 bits)
 
 int round16(int n) { return (n + 15) / 16 * 16; }
 
 struct Layer {
   int k, r, cin, cs_in, cout, cs_out;
-  std::vector<float> w;       // first layer: [k * k][cin][cs_out] float32
-  std::vector<uint32_t> wp;   // AMX layers: [k * k][cs_in / 2][cs_out] bf16 pairs (input channels 2i, 2i + 1)
+  bool amx = true;            // on the tiles (the first layer: with one input and k * k <= 32)
+  std::vector<float> w;       // float32 first layer: [k * k][cin][cs_out]
+  std::vector<uint32_t> wp;   // AMX layers: [k * k][cs_in / 2][cs_out] bf16 pairs (input channels 2i, 2i + 1); the
+                              // AMX first layer: [kParts][16][cs_out], the parts of the weights / 255 as pairs of taps
+                              // (2i, 2i + 1); taps from k * k on are zero
   std::vector<float> bias;    // [cs_out], zero beyond cout
 };
 
@@ -59,6 +70,13 @@ uint16_t to_bf16(float f) {  // round to nearest even (as vcvtneps2bf16)
   std::memcpy(&u, &f, 4);
   if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
   return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+float from_bf16(uint16_t h) {
+  const uint32_t u = (uint32_t)h << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
 }
 
 struct Plan {
@@ -78,7 +96,19 @@ struct Plan {
       if (ly.k % 2 == 0 || ly.k > 15 || (l > 0 && ly.cin < 8)) return false;
       ly.cs_in = l == 0 ? ly.cin : round16(ly.cin), ly.cs_out = round16(ly.cout);
       const int taps = ly.k * ly.k;
-      if (l == 0) {
+      ly.amx = l > 0 || (ly.cin == 1 && taps <= 32);
+      if (l == 0 && ly.amx) {
+        ly.wp.assign((std::size_t)kParts * 16 * ly.cs_out, 0u);
+        for (int t = 0; t < taps; ++t)
+          for (int o = 0; o < ly.cout; ++o) {
+            float w = p[(std::size_t)t * ly.cout + o] / kInScale;
+            for (int part = 0; part < kParts; ++part) {  // w = hi + mid + lo, each the bf16 nearest what is left
+              const uint16_t h = to_bf16(w);
+              w -= from_bf16(h);
+              ly.wp[(std::size_t)(part * 16 + t / 2) * ly.cs_out + o] |= (uint32_t)h << (16 * (t & 1));
+            }
+          }
+      } else if (l == 0) {
         ly.w.assign((std::size_t)taps * ly.cin * ly.cs_out, 0.f);
         for (int t = 0; t < taps; ++t)
           for (int c = 0; c < ly.cin; ++c)
@@ -120,17 +150,25 @@ void tile_config_for(int kc, int nb) {
   _tile_loadconfig(&cfg);
 }
 
-// tanh as espcn_cpu_blocks.h's vtanh (the same clamped rational), the division by a reciprocal estimate and one
-// Newton step (relative error ~1e-7: far below the bf16 rounding that follows); relu and linear as `activate`.
+// tanh for outputs rounded to bf16 next: x P(x^2) / Q(x^2) of degrees 7 / 6 for |x| <= 4, fitted here (max abs error
+// 2e-8 in exact arithmetic, ~1e-7 in float32), and tanh(+-4) = +-0.99933 beyond: within bf16's last step below 1
+// (0.99805 rounds up), so every |x| >= 4 gives +-1 after the rounding, as tanh does. The division: a reciprocal
+// estimate and one Newton step. 14 instructions, against 20 for espcn_cpu_blocks.h's float32-exact vtanh; over
+// [-6, 6] the two differ after bf16 rounding for 7e-6 of the inputs (numpy, float32). relu and linear as `activate`.
 inline vf activate_fast(vf x, int activation) {
   if (activation != kActTanh) return activate(x, activation);
-  vf p, q;
-  tanh_pq(x, p, q);
+  vf c = x > 4.f ? (vf){} + 4.f : x;  // a NaN stays NaN
+  c = c < -4.f ? (vf){} - 4.f : c;
+  const vf u = c * c;
+  vf p = u * 5.8552768678055145e-06f + 0.002609633607789874f;
+  p = p * u + 0.12646566331386566f;
+  p = (p * u + 1.f) * c;
+  vf q = u * 0.000181699768290855f + 0.022542772814631462f;
+  q = q * u + 0.4597989022731781f;
+  q = q * u + 1.f;
   vf r = (vf)_mm512_rcp14_ps((__m512)q);
   r = r * (2.0f - q * r);
-  const vf t = p * r;
-  const vf ax = (vf)_mm512_abs_ps((__m512)x);
-  return ax < 0.0004f ? x : t;
+  return p * r;
 }
 
 inline __m256i bf16x16(vf v) { return (__m256i)_mm512_cvtneps_pbh((__m512)v); }
@@ -156,7 +194,16 @@ class Item {
     const Layer& l0 = P_.layers[0];
     wi_ = Wp_ + 2 * l0.r + kNP0;
     const std::size_t nin = (std::size_t)(kChunk + 2 * P_.R[0] + 2 * l0.r) * l0.cin * wi_;
-    if (inbuf.size() < nin) inbuf.resize(nin);
+    if (!l0.amx && inbuf.size() < nin) inbuf.resize(nin);
+    static thread_local std::vector<uint16_t> inb, col;
+    if (l0.amx) {
+      const std::size_t nb = (std::size_t)2 * (kChunk + 2 * P_.R[0] + 2 * l0.r) * wi_;  // hi and lo planes
+      if (inb.size() < nb) inb.resize(nb);
+      // zeros: the slots after the k * k taps are never written (their weights are zero; zeros keep them finite)
+      const std::size_t nc = ((std::size_t)std::max(1, kColPixels / Wp_) * Wp_ + 64) * kCol;
+      if (col.size() < nc) col.assign(nc, 0);
+      inb_ = inb.data(), col_ = col.data();
+    }
     tmp.resize(64 * 32);
     tmp_ = tmp.data();
     for (int y = ys; y < ye; y += kChunk) {
@@ -165,7 +212,9 @@ class Item {
       for (int l = 0; l < L; ++l) {
         const int a = first ? 0 : 2 * P_.R[l], b = c + 2 * P_.R[l];  // output rows of the chunk (buffer rows)
         uint16_t* dst = l + 1 < L ? acts[l].data() : nullptr;
-        if (l == 0)
+        if (l == 0 && P_.layers[0].amx)
+          first_layer_amx(y, a, b, dst);
+        else if (l == 0)
           first_layer(y, a, b, inbuf.data(), dst);
         else
           amx_layer(l, y, a, b, acts[l - 1].data(), dst);
@@ -183,6 +232,7 @@ class Item {
   bool inside(int Y, int X) const { return Y >= vy0_ && Y < vy1_ && X >= vx0_ && X < vx1_; }
 
   // Layer 0 (float32) output rows [a, b) of the chunk at y (canvas row y - R_0 + i) into dst (bf16, NHWC).
+  __attribute__((noinline))  // (each layer its own function, also in profiles)
   void first_layer(int y, int a, int b, float* in, uint16_t* dst) {
     const Layer& ly = P_.layers[0];
     const int k = ly.k, rr = ly.r, cin = ly.cin, cs = ly.cs_out, W = d_.width;
@@ -223,6 +273,108 @@ class Item {
     }
   }
 
+  // The AMX first layer (one input, k * k <= 32 taps): output rows [a, b) of the chunk at y into dst, as first_layer.
+  // The input window holds hi = bf16(255 x) and lo = bf16(255 x - hi) in two planes of rows of wi_; an output pixel's
+  // im2col row holds the hi of tap (ky, kx) at slot ky * k + kx and its lo 32 slots further. Rows whose lo are all
+  // zero (8-bit pictures) skip the lo half.
+  __attribute__((noinline))
+  void first_layer_amx(int y, int a, int b, uint16_t* dst) {
+    const Layer& ly = P_.layers[0];
+    const int k = ly.k, rr = ly.r, cs = ly.cs_out, W = d_.width;
+    const int Y0 = y - P_.R[0] + a - rr, nrows = b - a + 2 * rr, X0 = x0_ - G_ - rr;
+    const std::size_t plane = (std::size_t)nrows * wi_;
+    const __m512 scale = _mm512_set1_ps(kInScale);
+    __m512i any_lo = _mm512_setzero_si512();
+    for (int j = 0; j < nrows; ++j) {
+      const int Y = Y0 + j;
+      uint16_t* dh = inb_ + (std::size_t)j * wi_;
+      std::memset(dh, 0, sizeof(uint16_t) * wi_);
+      std::memset(dh + plane, 0, sizeof(uint16_t) * wi_);
+      if (Y < vy0_ || Y >= vy1_) continue;
+      const int xs = std::max(X0, vx0_), xe = std::min(X0 + wi_, vx1_);
+      const float* src = img_ + (std::size_t)Y * W;
+      for (int X = xs; X < xe; X += 16) {
+        const __mmask16 m = (__mmask16)(xe - X >= 16 ? 0xffffu : (1u << (xe - X)) - 1);
+        const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, src + X), scale);
+        const __m256i hi = bf16x16((vf)v);
+        const __m512 v_hi = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
+        const __m256i lo = bf16x16((vf)_mm512_sub_ps(v, v_hi));
+        any_lo = _mm512_or_si512(any_lo, _mm512_castsi256_si512(lo));
+        _mm256_mask_storeu_epi16(dh + (X - X0), m, hi);
+        _mm256_mask_storeu_epi16(dh + plane + (X - X0), m, lo);
+      }
+    }
+    // lo: 255 x is not a bf16 number somewhere in the window (-0 counts: it changes nothing but costs nothing either)
+    const bool lo = _mm512_test_epi32_mask(any_lo, any_lo) != 0;
+    const __mmask8 tap_mask = (__mmask8)((1u << k) - 1);
+    const int nvec = cs / 16, rows_per = std::max(1, kColPixels / Wp_);
+    tile_config_for(32, 2);
+    for (int i0 = a; i0 < b; i0 += rows_per) {
+      const int i1 = std::min(b, i0 + rows_per), n = (i1 - i0) * Wp_;
+      for (int i = i0; i < i1; ++i)
+        for (int gx = 0; gx < Wp_; ++gx) {
+          uint16_t* c = col_ + ((std::size_t)(i - i0) * Wp_ + gx) * kCol;
+          const uint16_t* s = inb_ + (std::size_t)(i - a) * wi_ + gx;
+          for (int ky = 0; ky < k; ++ky)
+            _mm_mask_storeu_epi16(c + ky * k, tap_mask, _mm_maskz_loadu_epi16(tap_mask, s + (std::size_t)ky * wi_));
+          if (lo)
+            for (int ky = 0; ky < k; ++ky)
+              _mm_mask_storeu_epi16(c + 32 + ky * k, tap_mask,
+                                    _mm_maskz_loadu_epi16(tap_mask, s + plane + (std::size_t)ky * wi_));
+        }
+      for (int q0 = 0; q0 < n; q0 += 32)
+        for (int v0 = 0; v0 < nvec; v0 += 2) {
+          const int nbv = std::min(2, nvec - v0);
+          first_tiles(q0, v0 * 16, nbv, lo, ly);
+          const int pe = std::min(32, n - q0);
+          int i = i0 + q0 / Wp_, gx = q0 % Wp_;
+          for (int p = 0; p < pe; ++p, ++gx) {
+            if (gx == Wp_) gx = 0, ++i;
+            const bool in = inside(y - P_.R[0] + i, x0_ - G_ + gx);
+            uint16_t* d = dst + ((std::size_t)i * Wp_ + gx) * cs + v0 * 16;
+            for (int m = 0; m < nbv; ++m) {
+              const vf s = loadu(tmp_ + p * 32 + m * 16) + loadu(ly.bias.data() + v0 * 16 + m * 16);
+              const vf v = in ? activate_fast(s, P_.act) : (vf){};
+              _mm256_storeu_si256((__m256i*)(d + m * 16), bf16x16(v));
+            }
+          }
+        }
+    }
+  }
+
+  // The first layer's tiles for im2col rows q0 .. q0 + 31 x outputs o0 .. o0 + 16 nbv - 1 into tmp (rows of 32):
+  // hi x (each part of the weights), then lo x the first two (what is left, lo x the third, is ~2^-27 of the product).
+  // Tiles: C 0-3 (C 2m + n), A 4-5, B 6-7.
+  void first_tiles(int q0, int o0, int nbv, bool lo, const Layer& ly) {
+    const int cs = ly.cs_out;
+    const std::size_t part = (std::size_t)(kCol / 4) * cs;  // one part of the weights: 16 rows of pairs
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int h = 0; h < (lo ? 2 : 1); ++h) {
+      _tile_loadd(4, col_ + (std::size_t)q0 * kCol + 32 * h, 2 * kCol);
+      _tile_loadd(5, col_ + (std::size_t)(q0 + 16) * kCol + 32 * h, 2 * kCol);
+      for (int pt = 0; pt < (h == 0 ? kParts : 2); ++pt) {
+        const uint32_t* w = ly.wp.data() + pt * part + o0;
+        _tile_loadd(6, w, 4 * cs);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(2, 5, 6);
+        if (nbv == 2) {
+          _tile_loadd(7, w + 16, 4 * cs);
+          _tile_dpbf16ps(1, 4, 7);
+          _tile_dpbf16ps(3, 5, 7);
+        }
+      }
+    }
+    _tile_stored(0, tmp_, 128);
+    _tile_stored(2, tmp_ + 16 * 32, 128);
+    if (nbv == 2) {
+      _tile_stored(1, tmp_ + 16, 128);
+      _tile_stored(3, tmp_ + 16 * 32 + 16, 128);
+    }
+  }
+
   template <int NV>
   void first_block(const float* irow, std::size_t rs, int k, int cin, const Layer& ly, int v0, int gx, int Y,
                    uint16_t* drow) {
@@ -257,6 +409,7 @@ class Item {
 
   // AMX layer l: output rows [a, b) of the chunk (canvas row y - R_l + i) from src (layer l - 1's grid); into dst,
   // or (the last layer) shuffled into the HR output.
+  __attribute__((noinline))
   void amx_layer(int l, int y, int a, int b, const uint16_t* src, uint16_t* dst) {
     const Layer& ly = P_.layers[l];
     const bool last = dst == nullptr;
@@ -326,6 +479,7 @@ class Item {
   int vy0_, vy1_, vx0_, vx1_;
   int x0_ = 0, x1_ = 0, G_ = 0, Wp_ = 0, wi_ = 0;
   float* tmp_ = nullptr;
+  uint16_t *inb_ = nullptr, *col_ = nullptr;
 };
 
 
