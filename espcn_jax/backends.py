@@ -26,10 +26,12 @@ Backends (tolerance: max |backend - model.apply| on [0, 1] images, `atol`; on GP
 Which command runs which (written down here only):
   evaluate    model.apply: the scores are the reference net's, whatever the fast paths do (train's validation too)
   train       native-training(-bf16) when train_step.use_native says so (one CPU device, float32), else model.apply
-  upscale     --method, default "auto" = choose("auto"): native-bf16 on CPUs with AMX-BF16, native on other CPUs in
-              float32, fma on the CPU otherwise, conv on GPUs
-  benchmark   --method for ours (the first one is compared with the peers) in each --dtype, and benchmark.PEERS:
-              torch, torch_compile (each --dtype), opencv, onnxruntime
+  upscale     --method, default "auto": native-bf16 on CPUs with AMX-BF16 for weights measured within the drift
+              budget (auto_precision.method_for), else choose("auto"): native on the CPU in float32 where the kernel
+              loads, fma on the CPU otherwise, conv on GPUs
+  benchmark   --method for ours (the first one is compared with the peers; native-bf16 added on AMX CPUs) in each
+              --dtype, and benchmark.PEERS: torch, torch_compile (each --dtype), opencv, onnxruntime; it says which
+              one `auto` runs for the weights (auto_precision)
   export      writes onnx / savedmodel / tflite / pb and checks the file with its runtime against model.apply;
               --benchmark times choose("auto"), onnxruntime, opencv and tflite_tfnn
 """

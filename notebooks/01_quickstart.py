@@ -70,7 +70,7 @@ print("espcn-jax:", pathlib.Path(_image_files.__file__).parent, "| data:", DATA)
 
 # %% tags=["parameters"]
 SCALE = 3                        # upscaling factor of the shipped weights
-VARIANT = "t91"                  # espcn_jax/pretrained/espcn_x{SCALE}_{VARIANT}.safetensors
+VARIANT = "best"                 # espcn_x{SCALE}_best (the default weights; "t91": the paper's Table 1 files)
 IMAGE = DATA / "Set5/butterfly.png"  # any picture; it is downscaled x SCALE, then upscaled back and compared
 VIDEO_FRAMES = 12                # length of the generated clip
 VIDEO_LR_SIZE = (96, 128)        # (height, width) of the clip's frames before upscaling

@@ -109,8 +109,9 @@ def test_auto_and_bfloat16_pick_it_and_other_nets_are_refused():
 
 @needs_amx
 def test_auto_uses_it_only_within_the_drift_budget():
-  """`auto` may run native-bf16 in float32's place only if every shipped net drifts <= the budget on Set5 and Set14;
-  the x2 weights drift more on Set5 (measured -0.053 dB), so auto stays float32 while that holds."""
+  """inference's `auto` (which does not know the weights) may run native-bf16 in float32's place only if every shipped
+  net drifts <= the budget on Set5 and Set14; the x2 t91 weights drift more on Set5 (measured -0.052 dB), so it stays
+  float32 while that holds (auto_precision picks native-bf16 per weights: tests/test_auto_precision.py)."""
   from espcn_jax import speed, weights  # pylint: disable=import-outside-toplevel
   params, spec = weights.pretrained(2, "t91")
   scores = speed.psnr_drift(params, spec, ["native", "native-bf16"], "set5", "native")
