@@ -33,7 +33,8 @@ SOURCES = [f"{NATIVE}/{s}" for s in ("espcn_cpu_kernel.cc", "espcn_cpu_train.cc"
                                      "espcn_cpu_probe.cc", "espcn_cpu_infer_amx.cc")]
 HEADERS = [f"{NATIVE}/{h}" for h in ("espcn_cpu_kernel.h", "espcn_cpu_blocks.h", "espcn_cpu_train.h",
                                      "espcn_cpu_train_blocks.h", "espcn_cpu_train_amx.h", "espcn_cpu_infer_amx.h",
-                                     "espcn_cpu_tasks.h", "espcn_cpu_amx_tiles.h")]
+                                     "espcn_cpu_tasks.h", "espcn_cpu_amx_tiles.h",
+                                     "espcn_cpu_aligned.h")]
 # -mtune: GCC's "generic" tuning splits unaligned 256-bit loads and stores in two, which cost the AVX2 / AVX-512
 # builds 15-20% of a -march=native build's speed (CPU time per 1080p frame, BENCHMARKS.md); tuning changes no result
 # and no instruction set, so a variant still runs on every CPU its -march admits.

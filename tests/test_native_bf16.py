@@ -73,6 +73,23 @@ def test_valid_rectangle_is_the_picture_alone(spec):
 
 
 @needs_amx
+def test_8_bit_pictures_are_exact_however_they_were_divided_by_255():
+  """y / 255 and y * (1 / 255) (what XLA makes of the division; 126 of the 256 values then miss y / 255 by an ulp)
+  give the same result to the bit: 255 x within 2^-10 of an integer is that integer, so 8-bit frames skip the first
+  layer's lo half. A value 2^-8 off an integer still counts (its lo part is kept)."""
+  spec = SPECS[0]
+  params = _params(spec, seed=6)
+  y_1xHxWx1 = np.random.default_rng(7).integers(0, 256, (1, 40, 70, 1)).astype(np.float32)
+  y_1xHxWx1[0, :, 0, 0] = np.arange(216, 256)  # every value whose ulp in 255 x is 2^-16 or more
+  divided = y_1xHxWx1 / np.float32(255)
+  multiplied = y_1xHxWx1 * np.float32(1 / 255)
+  assert (multiplied * np.float32(255) != y_1xHxWx1).any()
+  np.testing.assert_array_equal(_bf16(params, multiplied, spec), _bf16(params, divided, spec))
+  off = (y_1xHxWx1 + np.float32(2**-8)) / np.float32(255)
+  assert np.abs(_bf16(params, off, spec) - _bf16(params, divided, spec)).max() > 0
+
+
+@needs_amx
 def test_strips_bands_threads_and_tiles_give_the_same_result():
   spec = SPECS[0]
   params = _params(spec, seed=4)

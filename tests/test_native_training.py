@@ -63,7 +63,8 @@ def test_forward_and_gradients_match_xla(spec, bhw):
 def _bf16_reference(params, x, spec, split_first=False):
   """The net as the bf16 kernels define it: convolutions with >= 8 inputs on bf16-rounded operands, exact float32
   arithmetic otherwise. split_first (the AMX inference kernel): a one-input first layer of <= 32 taps sees
-  (hi + lo) / 255, hi = bf16(255 x), lo = bf16(255 x - hi), with float32 weights."""
+  (hi + lo) / 255, hi = bf16(v), lo = bf16(v - hi), v = 255 x (rounded to the integer when within 2^-10 of one),
+  with float32 weights."""
   rnd = lambda a: jnp.asarray(a).astype(jnp.bfloat16).astype(jnp.float32)
   act = model.ACTIVATIONS[spec.activation]
   x = jnp.asarray(x, jnp.float32)
@@ -73,8 +74,10 @@ def _bf16_reference(params, x, spec, split_first=False):
     if k.shape[2] >= 8:
       x, k = rnd(x), rnd(k)
     elif split_first and i == 0 and k.shape[2] == 1 and k.shape[0] * k.shape[1] <= 32:
-      hi = rnd(x * 255)
-      x = (hi + rnd(x * 255 - hi)) / 255
+      v = x * 255
+      v = jnp.where(jnp.abs(v - jnp.round(v)) <= 2.0**-10, jnp.round(v), v)
+      hi = rnd(v)
+      x = (hi + rnd(v - hi)) / 255
     x = jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                      precision=jax.lax.Precision.HIGHEST) + p["bias"]
     if i < spec.num_layers - 1:

@@ -14,18 +14,25 @@ struct alignas(64) TileConfig {  // LDTILECFG's palette-1 layout
   uint8_t rows[16] = {};
 };
 
+struct NoWork {
+  void operator()(int, int) const {}
+};
+
 // C tiles of MB blocks of 16 pixels (from q0) x NB * 16 outputs (from o0), summed over taps (input offsets `offs`)
 // and input channels (kc at a time; w: [tap][cs / 2][wstride] bf16 pairs), stored to tmp rows of LD floats:
 // tmp[m * 16 + p][n * 16 + o]. Tiles: C 0-3, A from 4, B 7 (NB = 1) or 6-7 (NB = 2), as the caller configured them.
-template <int MB, int NB, int LD = NB * 16>
+// work(i, n) runs after the products of step i of the n (tap, channel chunk) steps: vector work that does not touch
+// the tiles (e.g. the previous block's epilogue) interleaved with them, so the core runs it while the tile unit works.
+template <int MB, int NB, int LD = NB * 16, class Work = NoWork>
 void amx_block(const uint16_t* in, int cs, int kc, const int* offs, int taps, const uint32_t* w, int wstride, int q0,
-               int o0, float* tmp) {
+               int o0, float* tmp, const Work& work = Work()) {
   static_assert(MB * NB <= 4 && MB + NB <= 4, "8 tiles");
   _tile_zero(0);
   if (MB * NB > 1) _tile_zero(1);
   if (MB * NB > 2) _tile_zero(2);
   if (MB * NB > 3) _tile_zero(3);
-  const int cpairs = cs / 2;
+  const int cpairs = cs / 2, steps = taps * ((cs + kc - 1) / kc);
+  int step = 0;
   for (int t = 0; t < taps; ++t) {
     const uint16_t* a = in + (std::ptrdiff_t)(q0 + offs[t]) * cs;
     const uint32_t* b = w + (std::size_t)t * cpairs * wstride + o0;
@@ -49,6 +56,7 @@ void amx_block(const uint16_t* in, int cs, int kc, const int* offs, int taps, co
           _tile_dpbf16ps(3, 5, 7);
         }
       }
+      work(step++, steps);
     }
   }
   if (NB == 1) {

@@ -2,7 +2,7 @@
 // the "avx512_amx" variant, a stub elsewhere. Same net, `valid` rectangles and periodic shuffle as espcn_forward
 // (espcn_cpu_kernel.cc). A one-input first layer with k * k <= 32 taps runs on the tiles too, as a 1x1 convolution
 // of its im2col rows (a pixel's taps as bf16 "channels"): 255 x as hi + lo, two bf16 numbers (~16 significant bits;
-// 8-bit pictures exactly, lo = 0: the integers 0-255 are bf16 numbers), against the weights / 255 as the sum of three
+// 8-bit pictures exactly, lo = 0: the integers 0-255 are bf16 numbers; see kSnap), against the weights / 255 as the sum of three
 // bf16 parts (float32's 24 bits): hi x (all three parts) + lo x (the first two). So this layer loses ~2^-17 of the
 // input and nothing of the weights to bf16; other first layers (3 inputs, larger k) run in float32 with FMAs.
 //
@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "espcn_cpu_aligned.h"
 #include "espcn_cpu_blocks.h"
 #include "espcn_cpu_tasks.h"
 
@@ -52,6 +53,11 @@ constexpr int kCol = 64;       // bf16 slots per im2col row of the AMX first lay
 constexpr int kColPixels = 1024;  // im2col rows built at a time (128 KB: stays in L2 beside the activations)
 constexpr float kInScale = 255.f;  // AMX first layer: input x 255 (8-bit values exact in bf16), weights / 255
 constexpr int kParts = 3;      // AMX first layer: each weight as the sum of 3 bf16 numbers (float32's 24 bits)
+// AMX first layer: 255 x within kSnap of an integer is taken as that integer (moves x by <= 2^-10 / 255 < 2^-17, what
+// the lo part keeps anyway). 8-bit pictures divided by 255 then come out exact whichever way the division was done:
+// XLA turns y / 255 into y * (1 / 255), and 255 (y * (1 / 255)) misses y by an ulp for 126 of the 256 values, which
+// made every chunk of a video frame take the lo half (2 more products per block and a second im2col).
+constexpr float kSnap = 1.f / 1024;
 
 int round16(int n) { return (n + 15) / 16 * 16; }
 
@@ -59,9 +65,9 @@ struct Layer {
   int k, r, cin, cs_in, cout, cs_out;
   bool amx = true;            // on the tiles (the first layer: with one input and k * k <= 32)
   std::vector<float> w;       // float32 first layer: [k * k][cin][cs_out]
-  std::vector<uint32_t> wp;   // AMX layers: [k * k][cs_in / 2][cs_out] bf16 pairs (input channels 2i, 2i + 1); the
-                              // AMX first layer: [kParts][16][cs_out], the parts of the weights / 255 as pairs of taps
-                              // (2i, 2i + 1); taps from k * k on are zero
+  AlignedVector<uint32_t> wp;  // AMX layers: [k * k][cs_in / 2][cs_out] bf16 pairs (input channels 2i, 2i + 1);
+                               // the AMX first layer: [kParts][16][cs_out], the parts of the weights / 255 as pairs
+                               // of taps (2i, 2i + 1); taps from k * k on are zero
   std::vector<float> bias;    // [cs_out], zero beyond cout
 };
 
@@ -173,6 +179,15 @@ inline vf activate_fast(vf x, int activation) {
 
 inline __m256i bf16x16(vf v) { return (__m256i)_mm512_cvtneps_pbh((__m512)v); }
 
+constexpr int kTmp = 1024;  // floats of one block's sums (32 pixels x 32 outputs, 48 x 16, or the first layer's 32 x 32)
+
+// A block's sums waiting in tmp for their epilogue: n pixels from grid index q0, outputs o0 .. o0 + 16 nbv - 1, rows
+// of ld floats.
+struct Sums {
+  const float* t = nullptr;
+  int q0 = 0, o0 = 0, nbv = 0, n = 0, ld = 0;
+};
+
 // One work item: rows [ys, ye) x columns [x0, x1) of image b.
 class Item {
  public:
@@ -184,8 +199,10 @@ class Item {
   void run(int ys, int ye, int x0, int x1) {
     const int L = P_.L;
     x0_ = x0, x1_ = x1, G_ = P_.R[0], Wp_ = (x1 - x0) + 2 * G_;
-    static thread_local std::vector<std::vector<uint16_t>> acts;
-    static thread_local std::vector<float> inbuf, tmp;
+    // (the buffers tiles touch are cache-line aligned: espcn_cpu_aligned.h)
+    static thread_local std::vector<AlignedVector<uint16_t>> acts;
+    static thread_local std::vector<float> inbuf;
+    static thread_local AlignedVector<float> tmp;
     acts.resize(L - 1);
     for (int l = 0; l < L - 1; ++l) {
       const std::size_t n = ((std::size_t)(kChunk + 2 * P_.R[l]) * Wp_ + kSlack) * P_.layers[l].cs_out;
@@ -195,7 +212,7 @@ class Item {
     wi_ = Wp_ + 2 * l0.r + kNP0;
     const std::size_t nin = (std::size_t)(kChunk + 2 * P_.R[0] + 2 * l0.r) * l0.cin * wi_;
     if (!l0.amx && inbuf.size() < nin) inbuf.resize(nin);
-    static thread_local std::vector<uint16_t> inb, col;
+    static thread_local AlignedVector<uint16_t> inb, col;
     if (l0.amx) {
       const std::size_t nb = (std::size_t)2 * (kChunk + 2 * P_.R[0] + 2 * l0.r) * wi_;  // hi and lo planes
       if (inb.size() < nb) inb.resize(nb);
@@ -204,7 +221,7 @@ class Item {
       if (col.size() < nc) col.assign(nc, 0);
       inb_ = inb.data(), col_ = col.data();
     }
-    tmp.resize(64 * 32);
+    tmp.resize(2 * kTmp);  // two blocks' sums: the tiles write one while the vector units read the other
     tmp_ = tmp.data();
     for (int y = ys; y < ye; y += kChunk) {
       const int c = std::min(kChunk, ye - y);
@@ -283,7 +300,7 @@ class Item {
     const int k = ly.k, rr = ly.r, cs = ly.cs_out, W = d_.width;
     const int Y0 = y - P_.R[0] + a - rr, nrows = b - a + 2 * rr, X0 = x0_ - G_ - rr;
     const std::size_t plane = (std::size_t)nrows * wi_;
-    const __m512 scale = _mm512_set1_ps(kInScale);
+    const __m512 scale = _mm512_set1_ps(kInScale), snap = _mm512_set1_ps(kSnap);
     __m512i any_lo = _mm512_setzero_si512();
     for (int j = 0; j < nrows; ++j) {
       const int Y = Y0 + j;
@@ -295,7 +312,9 @@ class Item {
       const float* src = img_ + (std::size_t)Y * W;
       for (int X = xs; X < xe; X += 16) {
         const __mmask16 m = (__mmask16)(xe - X >= 16 ? 0xffffu : (1u << (xe - X)) - 1);
-        const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, src + X), scale);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, src + X), scale);
+        const __m512 vr = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, vr)), snap, _CMP_LE_OQ), vr);
         const __m256i hi = bf16x16((vf)v);
         const __m512 v_hi = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16));
         const __m256i lo = bf16x16((vf)_mm512_sub_ps(v, v_hi));
@@ -412,7 +431,6 @@ class Item {
   __attribute__((noinline))
   void amx_layer(int l, int y, int a, int b, const uint16_t* src, uint16_t* dst) {
     const Layer& ly = P_.layers[l];
-    const bool last = dst == nullptr;
     const int k = ly.k, cs = ly.cs_in, kc = cs % 32 == 0 ? 32 : 16, R = P_.R[l];
     int offs[15 * 15];
     for (int ky = 0; ky < k; ++ky)
@@ -422,33 +440,46 @@ class Item {
     const int nvec = ly.cs_out / 16;
     const int nb = nvec >= 2 ? 2 : 1, mb = nb == 2 ? 2 : 3, step = 16 * mb;
     tile_config_for(kc, nb);
+    // Software pipelined: while the tiles sum block j (into one half of tmp), the vector units finish block j - 1
+    // (from the other half), a share of its pixels after each step of block j's products.
+    Sums prev;
+    int half = 0;
     for (int v0 = 0; v0 < nvec; v0 += nb) {
       const int nbv = std::min(nb, nvec - v0);
       for (int q0 = q_begin; q0 < q_end; q0 += step) {
+        float* t = tmp_ + half * kTmp;
+        const auto work = [&](int i, int n) { finish(prev, prev.n * i / n, prev.n * (i + 1) / n, ly, y - R, dst); };
         if (nb == 2 && nbv == 2)
-          amx_block<2, 2>(src, cs, kc, offs, k * k, ly.wp.data(), ly.cs_out, q0, v0 * 16, tmp_);
+          amx_block<2, 2>(src, cs, kc, offs, k * k, ly.wp.data(), ly.cs_out, q0, v0 * 16, t, work);
         else if (nb == 2)  // an odd last vector of outputs with the 2-output tile config (B in tile 7)
-          amx_block<2, 1, 32>(src, cs, kc, offs, k * k, ly.wp.data(), ly.cs_out, q0, v0 * 16, tmp_);
+          amx_block<2, 1, 32>(src, cs, kc, offs, k * k, ly.wp.data(), ly.cs_out, q0, v0 * 16, t, work);
         else
-          amx_block<3, 1>(src, cs, kc, offs, k * k, ly.wp.data(), ly.cs_out, q0, v0 * 16, tmp_);
-        const int ld = nb * 16;
-        int i = q0 / Wp_, gx = q0 % Wp_;
-        const int pe = std::min(step, q_end - q0);
-        for (int p = 0; p < pe; ++p, ++gx) {
-          if (gx == Wp_) gx = 0, ++i;
-          const int Y = y - R + i, X = x0_ - G_ + gx;
-          if (last) {
-            if (gx >= G_ && gx < Wp_ - G_) store_shuffled(Y, X, tmp_ + p * ld, v0 * 16, nbv, ly);
-            continue;
-          }
-          const bool in = inside(Y, X);
-          uint16_t* d = dst + (std::size_t)(q0 + p) * ly.cs_out + v0 * 16;
-          for (int n = 0; n < nbv; ++n) {
-            const vf s = loadu(tmp_ + p * ld + n * 16) + loadu(ly.bias.data() + v0 * 16 + n * 16);
-            const vf v = in ? activate_fast(s, P_.act) : (vf){};
-            _mm256_storeu_si256((__m256i*)(d + n * 16), bf16x16(v));
-          }
-        }
+          amx_block<3, 1>(src, cs, kc, offs, k * k, ly.wp.data(), ly.cs_out, q0, v0 * 16, t, work);
+        prev = Sums{t, q0, v0 * 16, nbv, std::min(step, q_end - q0), nb * 16};
+        half ^= 1;
+      }
+    }
+    finish(prev, 0, prev.n, ly, y - R, dst);
+  }
+
+  // Pixels [p0, p1) of the block `s` of layer `ly` (grid row i is canvas row y0 + i): + bias, the activation, to dst
+  // (bf16, zero outside the valid rectangle); or (dst null: the last layer) shuffled into the HR output.
+  void finish(const Sums& s, int p0, int p1, const Layer& ly, int y0, uint16_t* dst) {
+    if (p0 >= p1) return;
+    int i = (s.q0 + p0) / Wp_, gx = (s.q0 + p0) % Wp_;
+    for (int p = p0; p < p1; ++p, ++gx) {
+      if (gx == Wp_) gx = 0, ++i;
+      const int Y = y0 + i, X = x0_ - G_ + gx;
+      const float* t = s.t + p * s.ld;
+      if (dst == nullptr) {
+        if (gx >= G_ && gx < Wp_ - G_) store_shuffled(Y, X, t, s.o0, s.nbv, ly);
+        continue;
+      }
+      const bool in = inside(Y, X);
+      uint16_t* d = dst + (std::size_t)(s.q0 + p) * ly.cs_out + s.o0;
+      for (int n = 0; n < s.nbv; ++n) {
+        const vf v = in ? activate_fast(loadu(t + n * 16) + loadu(ly.bias.data() + s.o0 + n * 16), P_.act) : (vf){};
+        _mm256_storeu_si256((__m256i*)(d + n * 16), bf16x16(v));
       }
     }
   }

@@ -148,7 +148,7 @@ struct Net {
   std::vector<int> k, c;               // kernel sizes; channels[0 .. L]
   std::vector<int> cv;                 // round_up(c, kCS)
   std::vector<std::vector<float>> w, b, wt;  // [k][k][cin][cv_out], [cv_out], flipped [k][k][cout][cv_in]
-  std::vector<std::vector<uint32_t>> wp, wtp;  // bf16 pairs of w / wt over the input channels (bf16 layers only)
+  std::vector<AlignedVector<uint32_t>> wp, wtp;  // bf16 pairs of w / wt over the input channels (bf16 layers only)
   std::vector<float> zero_bias;        // the input gradients' "bias"
   std::vector<std::size_t> act_off;    // offset of hidden layer l's activations in the acts buffer
   std::size_t acts_size = 0;
@@ -190,7 +190,7 @@ struct Net {
             else
               wtl[((std::size_t)(kk * kk - 1 - t) * co + o) * cv[l] + i] = v;  // (ky, kx) -> (k-1-ky, k-1-kx)
           }
-      std::vector<uint32_t> wpl, wtpl;
+      AlignedVector<uint32_t> wpl, wtpl;
       if (fwd && bf16_in(l, false)) {  // [t][ci / 2][cv_out]: (w[t][2p][o], w[t][2p + 1][o])
         const int cp = amx ? cv[l] / 2 : (ci + 1) / 2, cvo = cv[l + 1];
         wpl.assign((std::size_t)kk * kk * cp * cvo, 0u);
@@ -272,7 +272,7 @@ int espcn_train_forward(const NetDesc* d, const float* packed, const float* x, f
     const int i0 = net.B * chunk / n, i1 = net.B * (chunk + 1) / n;
     // scratch kept per thread across calls (no allocation, page faults or zeroing of fresh pages per step)
     static thread_local std::vector<float> xbuf;
-    static thread_local std::vector<uint16_t> bbuf;
+    static thread_local AlignedVector<uint16_t> bbuf;
     for (int i = i0; i < i1; ++i) {
       Img in;
       net.load_input(x, i, xbuf, in);
@@ -327,8 +327,8 @@ int espcn_train_backward(const NetDesc* d, const float* packed, const float* x, 
   run_tasks(n, net.threads, schedule, [&](int t) {
     const int i0 = net.B * t / n, i1 = net.B * (t + 1) / n;
     static thread_local std::vector<float> xbuf, dzbuf[2][2];
-    static thread_local std::vector<uint16_t> bbuf;
-    static thread_local std::vector<uint32_t> pin, pdz;
+    static thread_local AlignedVector<uint16_t> bbuf;
+    static thread_local AlignedVector<uint32_t> pin, pdz;
     // bf16: the images go in pairs, whose weight gradients are one pass of pair dot products
     const int group = net.bf16 ? 2 : 1, cout = net.c[L];
     for (int i = i0; i < i1; i += group) {

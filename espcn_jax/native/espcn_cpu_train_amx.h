@@ -42,7 +42,7 @@ void tile_config(int a_cols, int b_rows) {
 constexpr int kAmxSlack = 32;
 
 // dst = bf16(src) with kAmxSlack zero pixels after the image (cs is a multiple of 16).
-void convert_bf16_slack(const Img& src, std::vector<uint16_t>& buf, BImg& dst) {
+void convert_bf16_slack(const Img& src, AlignedVector<uint16_t>& buf, BImg& dst) {
   dst = BImg{nullptr, src.h, src.w, src.pad, src.cs};
   const std::size_t n = src.size(), tail = (std::size_t)kAmxSlack * src.cs;
   buf.resize(n + tail);
@@ -145,8 +145,8 @@ void conv_image_amx(const BImg& in, int k, const uint32_t* w, int wstride, const
 
 // dw[k][k][in.cs][dw_stride] += the weight gradient of one image: in (float32, pad k / 2, in.cs % 16 == 0) and dz
 // (float32, the same geometry, zero on the padding, dz.cs outputs = dw_stride). Scratch buffers are reused.
-void wgrad_image_amx(const Img& in, int k, const Img& dz, float* dw, std::vector<uint16_t>& in_t,
-                     std::vector<uint32_t>& dz_p) {
+void wgrad_image_amx(const Img& in, int k, const Img& dz, float* dw, AlignedVector<uint16_t>& in_t,
+                     AlignedVector<uint32_t>& dz_p) {
   const int p = k / 2, wp = in.w + 2 * p, cin = in.cs, cvo = dz.cs;
   const int npx = (in.h + 2 * p) * wp, q_begin = p * wp + p, q_end = (in.h - 1 + p) * wp + in.w + p;
   const int nk = (q_end - q_begin + 31) / 32;

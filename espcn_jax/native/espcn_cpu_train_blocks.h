@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "espcn_cpu_aligned.h"
+
 #include "espcn_cpu_blocks.h"
 
 // bfloat16 dot products (AVX512_BF16: 32 multiply-adds of bf16 pairs into 16 float32 sums per instruction, twice
@@ -144,7 +146,7 @@ void conv_px_bf16(const uint16_t* in0, std::size_t pitch, int in_cs, int k, int 
 }
 
 // dst = bf16(src), the whole padded image (its size is a multiple of 16: cs is).
-void convert_bf16(const Img& src, std::vector<uint16_t>& buf, BImg& dst) {
+void convert_bf16(const Img& src, AlignedVector<uint16_t>& buf, BImg& dst) {
   dst = BImg{nullptr, src.h, src.w, src.pad, src.cs};
   const std::size_t n = src.size();
   buf.resize(n);
@@ -154,7 +156,7 @@ void convert_bf16(const Img& src, std::vector<uint16_t>& buf, BImg& dst) {
 }
 
 // dst(y, x, c) = (bf16 a(y, x, c), bf16 b(y, x, c)); b null: zeros (an odd image out). a and b share a geometry.
-void convert_pair(const Img& a, const Img* b, std::vector<uint32_t>& buf, PImg& dst) {
+void convert_pair(const Img& a, const Img* b, AlignedVector<uint32_t>& buf, PImg& dst) {
   dst = PImg{nullptr, a.h, a.w, a.pad, a.cs};
   const std::size_t n = a.size();
   buf.resize(n);
