@@ -14,6 +14,14 @@ struct alignas(64) TileConfig {  // LDTILECFG's palette-1 layout
   uint8_t rows[16] = {};
 };
 
+// LDTILECFG of cfg. GCC does not count the instruction as reading its operand, so it may drop or delay the stores
+// that fill cfg: with them gone, a tile of 16 rows and 0 bytes faulted (SIGSEGV, general protection) once store_run's
+// code changed what got inlined. The empty asm reads cfg, so the stores happen before.
+inline void load_tile_config(const TileConfig& cfg) {
+  asm volatile("" : : "m"(cfg));
+  _tile_loadconfig(&cfg);
+}
+
 struct NoWork {
   void operator()(int, int) const {}
 };
@@ -23,14 +31,22 @@ struct NoWork {
 // tmp[m * 16 + p][n * 16 + o]. Tiles: C 0-3, A from 4, B 7 (NB = 1) or 6-7 (NB = 2), as the caller configured them.
 // work(i, n) runs after the products of step i of the n (tap, channel chunk) steps: vector work that does not touch
 // the tiles (e.g. the previous block's epilogue) interleaved with them, so the core runs it while the tile unit works.
+// bias: the sums start from bias[o0 ..] (every pixel's row; a tile load of stride 0), else from zero.
 template <int MB, int NB, int LD = NB * 16, class Work = NoWork>
 void amx_block(const uint16_t* in, int cs, int kc, const int* offs, int taps, const uint32_t* w, int wstride, int q0,
-               int o0, float* tmp, const Work& work = Work()) {
+               int o0, float* tmp, const Work& work = Work(), const float* bias = nullptr) {
   static_assert(MB * NB <= 4 && MB + NB <= 4, "8 tiles");
-  _tile_zero(0);
-  if (MB * NB > 1) _tile_zero(1);
-  if (MB * NB > 2) _tile_zero(2);
-  if (MB * NB > 3) _tile_zero(3);
+  if (bias == nullptr) {
+    _tile_zero(0);
+    if (MB * NB > 1) _tile_zero(1);
+    if (MB * NB > 2) _tile_zero(2);
+    if (MB * NB > 3) _tile_zero(3);
+  } else {  // C tile m (NB = 1) or 2m + n (NB = 2): outputs o0 + 16 n
+    _tile_loadd(0, bias + o0, 0);
+    if (MB * NB > 1) _tile_loadd(1, bias + o0 + (NB == 2 ? 16 : 0), 0);
+    if (MB * NB > 2) _tile_loadd(2, bias + o0, 0);
+    if (MB * NB > 3) _tile_loadd(3, bias + o0 + 16, 0);
+  }
   const int cpairs = cs / 2, steps = taps * ((cs + kc - 1) / kc);
   int step = 0;
   for (int t = 0; t < taps; ++t) {

@@ -68,7 +68,8 @@ struct Layer {
   AlignedVector<uint32_t> wp;  // AMX layers: [k * k][cs_in / 2][cs_out] bf16 pairs (input channels 2i, 2i + 1);
                                // the AMX first layer: [kParts][16][cs_out], the parts of the weights / 255 as pairs
                                // of taps (2i, 2i + 1); taps from k * k on are zero
-  std::vector<float> bias;    // [cs_out], zero beyond cout
+  AlignedVector<float> bias;  // [cs_out + 16], zero beyond cout (the AMX sums start from it: 16 more for an odd last
+                              // vector of outputs)
 };
 
 uint16_t to_bf16(float f) {  // round to nearest even (as vcvtneps2bf16)
@@ -91,6 +92,10 @@ struct Plan {
   std::vector<Layer> layers;
   std::vector<int> R;  // R[l]: how far beyond the strip layer l's output is needed
   std::vector<std::size_t> shuffle;  // the last layer's channel -> offset in the HR output from the pixel's corner
+  // Item::store_run: for HR row i of 16 LR pixels, vector v, lane e (float j = 16 v + e of the row): where it is in the
+  // block's sums (rows of gather_ld floats): pixel j / (r C), output i r C + j % (r C)
+  std::vector<int32_t> gather;
+  int gather_ld = 0;
 
   bool build(const NetDesc* d, const float* packed) {
     net = d, L = d->num_layers, act = d->activation;
@@ -130,7 +135,7 @@ struct Plan {
             }
       }
       p += (std::size_t)taps * ly.cin * ly.cout;
-      ly.bias.assign(ly.cs_out, 0.f);
+      ly.bias.assign(ly.cs_out + 16, 0.f);
       std::copy(p, p + ly.cout, ly.bias.begin());
       p += ly.cout;
       layers.push_back(std::move(ly));
@@ -142,6 +147,14 @@ struct Plan {
       const int c = ch % C, ij = ch / C, i = ij / r, j = ij % r;
       shuffle.push_back(((std::size_t)i * r * d->width + j) * C + c);
     }
+    const int nvec_last = layers[L - 1].cs_out / 16, rc = r * C;
+    gather_ld = (nvec_last >= 2 ? 2 : 1) * 16;  // amx_layer's blocks of the last layer
+    for (int i = 0; i < r; ++i)
+      for (int v = 0; v < rc; ++v)
+        for (int e = 0; e < 16; ++e) {
+          const int j = 16 * v + e;
+          gather.push_back((j / rc) * gather_ld + i * rc + j % rc);
+        }
     return true;
   }
 };
@@ -153,7 +166,7 @@ void tile_config_for(int kc, int nb) {
   for (int t = 0; t < 4; ++t) cfg.rows[t] = 16, cfg.colsb[t] = 64;
   for (int t = 4; t < 8; ++t) cfg.rows[t] = 16, cfg.colsb[t] = (uint16_t)(2 * kc);  // A tiles
   for (int t = (nb == 1 ? 7 : 6); t < 8; ++t) cfg.rows[t] = (uint8_t)(kc / 2), cfg.colsb[t] = 64;  // B tiles
-  _tile_loadconfig(&cfg);
+  load_tile_config(cfg);
 }
 
 // tanh for outputs rounded to bf16 next: x P(x^2) / Q(x^2) of degrees 7 / 6 for |x| <= 4, fitted here (max abs error
@@ -328,6 +341,8 @@ class Item {
     const __mmask8 tap_mask = (__mmask8)((1u << k) - 1);
     const int nvec = cs / 16, rows_per = std::max(1, kColPixels / Wp_);
     tile_config_for(32, 2);
+    Sums prev;
+    int half = 0;
     for (int i0 = a; i0 < b; i0 += rows_per) {
       const int i1 = std::min(b, i0 + rows_per), n = (i1 - i0) * Wp_;
       for (int i = i0; i < i1; ++i)
@@ -342,35 +357,32 @@ class Item {
                                     _mm_maskz_loadu_epi16(tap_mask, s + plane + (std::size_t)ky * wi_));
         }
       for (int q0 = 0; q0 < n; q0 += 32)
-        for (int v0 = 0; v0 < nvec; v0 += 2) {
+        for (int v0 = 0; v0 < nvec; v0 += 2) {  // pipelined as amx_layer
           const int nbv = std::min(2, nvec - v0);
-          first_tiles(q0, v0 * 16, nbv, lo, ly);
-          const int pe = std::min(32, n - q0);
-          int i = i0 + q0 / Wp_, gx = q0 % Wp_;
-          for (int p = 0; p < pe; ++p, ++gx) {
-            if (gx == Wp_) gx = 0, ++i;
-            const bool in = inside(y - P_.R[0] + i, x0_ - G_ + gx);
-            uint16_t* d = dst + ((std::size_t)i * Wp_ + gx) * cs + v0 * 16;
-            for (int m = 0; m < nbv; ++m) {
-              const vf s = loadu(tmp_ + p * 32 + m * 16) + loadu(ly.bias.data() + v0 * 16 + m * 16);
-              const vf v = in ? activate_fast(s, P_.act) : (vf){};
-              _mm256_storeu_si256((__m256i*)(d + m * 16), bf16x16(v));
-            }
-          }
+          float* t = tmp_ + half * kTmp;
+          first_tiles(q0, v0 * 16, nbv, lo, ly, t, [&](int s, int ns) {
+            finish(prev, prev.n * s / ns, prev.n * (s + 1) / ns, ly, y - P_.R[0], dst);
+          });
+          prev = Sums{t, i0 * Wp_ + q0, v0 * 16, nbv, std::min(32, n - q0), 32};
+          half ^= 1;
         }
     }
+    finish(prev, 0, prev.n, ly, y - P_.R[0], dst);
   }
 
-  // The first layer's tiles for im2col rows q0 .. q0 + 31 x outputs o0 .. o0 + 16 nbv - 1 into tmp (rows of 32):
-  // hi x (each part of the weights), then lo x the first two (what is left, lo x the third, is ~2^-27 of the product).
-  // Tiles: C 0-3 (C 2m + n), A 4-5, B 6-7.
-  void first_tiles(int q0, int o0, int nbv, bool lo, const Layer& ly) {
-    const int cs = ly.cs_out;
+  // The first layer's tiles for im2col rows q0 .. q0 + 31 x outputs o0 .. o0 + 16 nbv - 1, from the bias, into tmp
+  // (rows of 32): hi x (each part of the weights), then lo x the first two (what is left, lo x the third, is ~2^-27
+  // of the product). work(s, n) after each of the n steps (as amx_block's). Tiles: C 0-3 (C 2m + n), A 4-5, B 6-7.
+  template <class Work>
+  void first_tiles(int q0, int o0, int nbv, bool lo, const Layer& ly, float* tmp, const Work& work) {
+    const int cs = ly.cs_out, steps = lo ? kParts + 2 : kParts;
     const std::size_t part = (std::size_t)(kCol / 4) * cs;  // one part of the weights: 16 rows of pairs
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
+    const float* bias = ly.bias.data() + o0;
+    _tile_loadd(0, bias, 0);
+    _tile_loadd(1, bias + 16, 0);
+    _tile_loadd(2, bias, 0);
+    _tile_loadd(3, bias + 16, 0);
+    int step = 0;
     for (int h = 0; h < (lo ? 2 : 1); ++h) {
       _tile_loadd(4, col_ + (std::size_t)q0 * kCol + 32 * h, 2 * kCol);
       _tile_loadd(5, col_ + (std::size_t)(q0 + 16) * kCol + 32 * h, 2 * kCol);
@@ -384,13 +396,14 @@ class Item {
           _tile_dpbf16ps(1, 4, 7);
           _tile_dpbf16ps(3, 5, 7);
         }
+        work(step++, steps);
       }
     }
-    _tile_stored(0, tmp_, 128);
-    _tile_stored(2, tmp_ + 16 * 32, 128);
+    _tile_stored(0, tmp, 128);
+    _tile_stored(2, tmp + 16 * 32, 128);
     if (nbv == 2) {
-      _tile_stored(1, tmp_ + 16, 128);
-      _tile_stored(3, tmp_ + 16 * 32 + 16, 128);
+      _tile_stored(1, tmp + 16, 128);
+      _tile_stored(3, tmp + 16 * 32 + 16, 128);
     }
   }
 
@@ -450,11 +463,11 @@ class Item {
         float* t = tmp_ + half * kTmp;
         const auto work = [&](int i, int n) { finish(prev, prev.n * i / n, prev.n * (i + 1) / n, ly, y - R, dst); };
         if (nb == 2 && nbv == 2)
-          amx_block<2, 2>(src, cs, kc, offs, k * k, ly.wp.data(), ly.cs_out, q0, v0 * 16, t, work);
+          amx_block<2, 2>(src, cs, kc, offs, k * k, ly.wp.data(), ly.cs_out, q0, v0 * 16, t, work, ly.bias.data());
         else if (nb == 2)  // an odd last vector of outputs with the 2-output tile config (B in tile 7)
-          amx_block<2, 1, 32>(src, cs, kc, offs, k * k, ly.wp.data(), ly.cs_out, q0, v0 * 16, t, work);
+          amx_block<2, 1, 32>(src, cs, kc, offs, k * k, ly.wp.data(), ly.cs_out, q0, v0 * 16, t, work, ly.bias.data());
         else
-          amx_block<3, 1>(src, cs, kc, offs, k * k, ly.wp.data(), ly.cs_out, q0, v0 * 16, t, work);
+          amx_block<3, 1>(src, cs, kc, offs, k * k, ly.wp.data(), ly.cs_out, q0, v0 * 16, t, work, ly.bias.data());
         prev = Sums{t, q0, v0 * 16, nbv, std::min(step, q_end - q0), nb * 16};
         half ^= 1;
       }
@@ -462,29 +475,58 @@ class Item {
     finish(prev, 0, prev.n, ly, y - R, dst);
   }
 
-  // Pixels [p0, p1) of the block `s` of layer `ly` (grid row i is canvas row y0 + i): + bias, the activation, to dst
-  // (bf16, zero outside the valid rectangle); or (dst null: the last layer) shuffled into the HR output.
+  // Pixels [p0, p1) of the block `s` of layer `ly` (grid row i is canvas row y0 + i; the sums include the bias): the
+  // activation, to dst (bf16, zero outside the valid rectangle); or (dst null: the last layer) shuffled into the HR
+  // output.
   void finish(const Sums& s, int p0, int p1, const Layer& ly, int y0, uint16_t* dst) {
     if (p0 >= p1) return;
     int i = (s.q0 + p0) / Wp_, gx = (s.q0 + p0) % Wp_;
+    if (dst == nullptr) {  // runs of pixels along one grid row; the columns of the strip count
+      for (int p = p0; p < p1; i += 1, gx = 0) {
+        const int e = std::min(p1, p + Wp_ - gx), a = std::max(gx, G_) - gx, b = std::min(Wp_ - G_ - gx, e - p);
+        if (a < b) store_run(y0 + i, x0_ - G_ + gx + a, s.t + (std::size_t)(p + a) * s.ld, b - a, s, ly);
+        p = e;
+      }
+      return;
+    }
     for (int p = p0; p < p1; ++p, ++gx) {
       if (gx == Wp_) gx = 0, ++i;
       const int Y = y0 + i, X = x0_ - G_ + gx;
       const float* t = s.t + p * s.ld;
-      if (dst == nullptr) {
-        if (gx >= G_ && gx < Wp_ - G_) store_shuffled(Y, X, t, s.o0, s.nbv, ly);
-        continue;
-      }
       const bool in = inside(Y, X);
       uint16_t* d = dst + (std::size_t)(s.q0 + p) * ly.cs_out + s.o0;
       for (int n = 0; n < s.nbv; ++n) {
-        const vf v = in ? activate_fast(loadu(t + n * 16) + loadu(ly.bias.data() + s.o0 + n * 16), P_.act) : (vf){};
+        const vf v = in ? activate_fast(loadu(t + n * 16), P_.act) : (vf){};
         _mm256_storeu_si256((__m256i*)(d + n * 16), bf16x16(v));
       }
     }
   }
 
-  // The last layer's outputs of LR pixel (Y, X) (tmp row t: outputs o0 .. o0 + 16 nbv) + bias, to the HR pixels.
+  // The last layer's outputs of the n LR pixels (Y, X ..) (tmp rows from t, s.ld floats apart) to the HR pixels. Where
+  // the block holds every output, HR row i of 16 LR pixels is 16 r C consecutive floats: r C vectors, each gathered
+  // from the tmp rows (P_.gather: the indices); else pixel by pixel.
+  void store_run(int Y, int X, const float* t, int n, const Sums& s, const Layer& ly) {
+    const int r = d_.scale, C = d_.in_channels, W = d_.width, rc = r * C;
+    if (s.o0 != 0 || s.nbv * 16 < ly.cout || s.ld != P_.gather_ld) {
+      for (int p = 0; p < n; ++p) store_shuffled(Y, X + p, t + (std::size_t)p * s.ld, s.o0, s.nbv, ly);
+      return;
+    }
+    for (int p = 0; p < n; p += 16) {
+      const int m = std::min(16, n - p);
+      float* base = out_ + ((std::size_t)r * Y * r * W + (std::size_t)r * (X + p)) * C;
+      const float* tp = t + (std::size_t)p * s.ld;
+      for (int i = 0; i < r; ++i)
+        for (int v = 0; v < rc && 16 * v < m * rc; ++v) {
+          const int left = m * rc - 16 * v;
+          const __mmask16 k = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1);
+          const __m512i idx = _mm512_loadu_si512(P_.gather.data() + (std::size_t)(i * rc + v) * 16);
+          const __m512 g = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, idx, tp, 4);
+          _mm512_mask_storeu_ps(base + (std::size_t)i * r * W * C + 16 * v, k, g);
+        }
+    }
+  }
+
+  // The last layer's outputs of LR pixel (Y, X) (tmp row t: outputs o0 .. o0 + 16 nbv, with the bias), to the HR pixels.
   void store_shuffled(int Y, int X, const float* t, int o0, int nbv, const Layer& ly) {
     const int r = d_.scale, C = d_.in_channels, W = d_.width;
     float* base = out_ + ((std::size_t)r * Y * r * W + (std::size_t)r * X) * C;
@@ -492,14 +534,12 @@ class Item {
       const int n = r * C;
       const __mmask16 m = (__mmask16)((1u << n) - 1);
       for (int i = 0; i < r; ++i) {
-        const __m512 v =
-            _mm512_add_ps(_mm512_maskz_loadu_ps(m, t + i * n), _mm512_maskz_loadu_ps(m, ly.bias.data() + i * n));
-        _mm512_mask_storeu_ps(base + (std::size_t)i * r * W * C, m, v);
+        _mm512_mask_storeu_ps(base + (std::size_t)i * r * W * C, m, _mm512_maskz_loadu_ps(m, t + i * n));
       }
       return;
     }
     const int oe = std::min(ly.cout, o0 + 16 * nbv);
-    for (int o = o0; o < oe; ++o) base[P_.shuffle[o]] = t[o - o0] + ly.bias[o];
+    for (int o = o0; o < oe; ++o) base[P_.shuffle[o]] = t[o - o0];
   }
 
  private:

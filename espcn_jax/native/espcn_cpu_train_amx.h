@@ -35,7 +35,7 @@ void tile_config(int a_cols, int b_rows) {
   for (int t = 0; t < 4; ++t) cfg.rows[t] = 16, cfg.colsb[t] = 64;
   for (int t = 4; t < 6; ++t) cfg.rows[t] = 16, cfg.colsb[t] = (uint16_t)(2 * a_cols);
   for (int t = 6; t < 8; ++t) cfg.rows[t] = (uint8_t)b_rows, cfg.colsb[t] = 64;
-  _tile_loadconfig(&cfg);
+  load_tile_config(cfg);
 }
 
 // The number of extra pixels an AMX convolution may read past the end of its padded input image.
