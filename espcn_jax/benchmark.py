@@ -305,8 +305,13 @@ def main(argv) -> int:
   method = backends.choose(args.method[0]).method
   if method == "native":
     method = f"native-{speed.native_isa()}"
+  ours = method
+  if args.method[0] == "auto" and spec.kind == "espcn":  # what `upscale` runs for these weights, if not this one
+    from espcn_jax import auto_precision  # pylint: disable=import-outside-toplevel
+    if auto_precision.method_for(params, spec) == "native-bf16":
+      ours = f"{method} (float32) and native-bf16 (the default for these weights)"
   print(f"{dev} | jax {jax.__version__} | {args.resolution} x{spec.scale}: {describe_sizes(sizes)} | "
-        f"{flops / 1e9:.2f} GFLOP/frame | ours: {method} | {wnote}", flush=True)
+        f"{flops / 1e9:.2f} GFLOP/frame | ours: {ours} | {wnote}", flush=True)
   notes, table = [wnote], _Table(flops, kind)
   if method.startswith("native") and native.has_winograd():
     notes.append("GFLOP/s and % of peak count direct-convolution FLOPs; the native kernel's Winograd F(4x4, 3x3) "

@@ -91,6 +91,10 @@ def test_main_writes_the_json_schema(tmp_path, capsys):
       assert r["cpu_ms_per_frame"] > 0
   out = capsys.readouterr().out
   assert "ms/frame" in out and "720p x4: LR 320x180 -> 1280x720 |" in out
+  # the header names the kernel `upscale` runs for these weights when it is not the float32 one
+  from espcn_jax import auto_precision, weights  # pylint: disable=import-outside-toplevel
+  bf16_default = auto_precision.method_for(*weights.pretrained(scale=4, variant="best")) == "native-bf16"
+  assert ("and native-bf16 (the default for these weights)" in out) == bf16_default
 
 
 def test_psnr_drift_on_set5():
