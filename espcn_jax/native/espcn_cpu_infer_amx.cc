@@ -2,9 +2,13 @@
 // the "avx512_amx" variant, a stub elsewhere. Same net, `valid` rectangles and periodic shuffle as espcn_forward
 // (espcn_cpu_kernel.cc). A one-input first layer with k * k <= 32 taps runs on the tiles too, as a 1x1 convolution
 // of its im2col rows (a pixel's taps as bf16 "channels"): 255 x as hi + lo, two bf16 numbers (~16 significant bits;
-// 8-bit pictures exactly, lo = 0: the integers 0-255 are bf16 numbers; see kSnap), against the weights / 255 as the sum of three
-// bf16 parts (float32's 24 bits): hi x (all three parts) + lo x (the first two). So this layer loses ~2^-17 of the
-// input and nothing of the weights to bf16; other first layers (3 inputs, larger k) run in float32 with FMAs.
+// 8-bit pictures exactly, lo = 0: the integers 0-255 are bf16 numbers; see kSnap), against the weights / 255 as the
+// sum of three bf16 parts (float32's 24 bits): hi x (all three parts) + lo x (the first two). So this layer loses
+// ~2^-17 of the input and nothing of the weights to bf16; other first layers (3 inputs, larger k) run in float32.
+//
+// Every layer's sums start from its bias (in the tiles), and the epilogue of a block (activation, bf16, or the last
+// layer's periodic shuffle) runs while the tiles compute the next block (Item::amx_layer). Buffers the tiles touch
+// are cache-line aligned (espcn_cpu_aligned.h).
 //
 // Work items: (image, band of output rows, strip of output columns), claimed in turn by the calling thread and tasks
 // on XLA's intra-op thread pool (threads that live between calls). An item walks down its band in chunks of
@@ -174,6 +178,8 @@ void tile_config_for(int kc, int nb) {
 // (0.99805 rounds up), so every |x| >= 4 gives +-1 after the rounding, as tanh does. The division: a reciprocal
 // estimate and one Newton step. 14 instructions, against 20 for espcn_cpu_blocks.h's float32-exact vtanh; over
 // [-6, 6] the two differ after bf16 rounding for 7e-6 of the inputs (numpy, float32). relu and linear as `activate`.
+// (Without the Newton step, 12: the outputs moved 4-5x further from the bf16-operand net's, tests/test_native_bf16.py,
+// for ~2% of the kernel's time.)
 inline vf activate_fast(vf x, int activation) {
   if (activation != kActTanh) return activate(x, activation);
   vf c = x > 4.f ? (vf){} + 4.f : x;  // a NaN stays NaN
@@ -192,7 +198,8 @@ inline vf activate_fast(vf x, int activation) {
 
 inline __m256i bf16x16(vf v) { return (__m256i)_mm512_cvtneps_pbh((__m512)v); }
 
-constexpr int kTmp = 1024;  // floats of one block's sums (32 pixels x 32 outputs, 48 x 16, or the first layer's 32 x 32)
+// floats of one block's sums (32 pixels x 32 outputs, 48 x 16, or the first layer's 32 x 32)
+constexpr int kTmp = 1024;
 
 // A block's sums waiting in tmp for their epilogue: n pixels from grid index q0, outputs o0 .. o0 + 16 nbv - 1, rows
 // of ld floats.
@@ -489,15 +496,43 @@ class Item {
       }
       return;
     }
-    for (int p = p0; p < p1; ++p, ++gx) {
-      if (gx == Wp_) gx = 0, ++i;
-      const int Y = y0 + i, X = x0_ - G_ + gx;
-      const float* t = s.t + p * s.ld;
-      const bool in = inside(Y, X);
+    for (int p = p0; p < p1; i += 1, gx = 0) {  // runs along one grid row: zeros, the valid columns, zeros
+      const int e = std::min(p1, p + Wp_ - gx), X = x0_ - G_ + gx, Y = y0 + i;
+      const bool row_in = Y >= vy0_ && Y < vy1_;
+      const int a = row_in ? std::clamp(vx0_ - X, 0, e - p) : e - p;
+      const int b = row_in ? std::clamp(vx1_ - X, a, e - p) : e - p;
       uint16_t* d = dst + (std::size_t)(s.q0 + p) * ly.cs_out + s.o0;
-      for (int n = 0; n < s.nbv; ++n) {
-        const vf v = in ? activate_fast(loadu(t + n * 16), P_.act) : (vf){};
-        _mm256_storeu_si256((__m256i*)(d + n * 16), bf16x16(v));
+      const float* t = s.t + (std::size_t)p * s.ld;
+      const auto zero = [&](int j0, int j1) {
+        for (int j = j0; j < j1; ++j)
+          for (int n = 0; n < s.nbv; ++n)
+            _mm256_storeu_si256((__m256i*)(d + (std::size_t)j * ly.cs_out + n * 16), __m256i{});
+      };
+      zero(0, a);
+      if (s.nbv == 2 && P_.act == kActTanh)
+        activate_run<2, kActTanh>(t, s.ld, d, ly.cs_out, a, b);
+      else if (s.nbv == 2)
+        activate_run<2, -1>(t, s.ld, d, ly.cs_out, a, b);
+      else
+        activate_run<1, -1>(t, s.ld, d, ly.cs_out, a, b);
+      zero(b, e - p);
+      p = e;
+    }
+  }
+
+  // dst pixels j in [j0, j1) (rows of `stride` bf16) = the activation (ACT, or P_.act for -1) of NV vectors of sums at
+  // t (rows of ld floats).
+  template <int NV, int ACT>
+  void activate_run(const float* t, int ld, uint16_t* dst, int stride, int j0, int j1) const {
+    const int act = ACT >= 0 ? ACT : P_.act;
+    for (int j = j0; j < j1; ++j) {
+      const float* s = t + (std::size_t)j * ld;
+      uint16_t* d = dst + (std::size_t)j * stride;
+      if (NV == 2) {  // 32 outputs: one conversion, one store
+        const vf lo = activate_fast(loadu(s), act), hi = activate_fast(loadu(s + 16), act);
+        _mm512_storeu_si512(d, (__m512i)_mm512_cvtne2ps_pbh((__m512)hi, (__m512)lo));
+      } else {
+        _mm256_storeu_si256((__m256i*)d, bf16x16(activate_fast(loadu(s), act)));
       }
     }
   }
@@ -526,7 +561,8 @@ class Item {
     }
   }
 
-  // The last layer's outputs of LR pixel (Y, X) (tmp row t: outputs o0 .. o0 + 16 nbv, with the bias), to the HR pixels.
+  // The last layer's outputs of LR pixel (Y, X) (tmp row t: outputs o0 .. o0 + 16 nbv, with the bias), to the HR
+  // pixels.
   void store_shuffled(int Y, int X, const float* t, int o0, int nbv, const Layer& ly) {
     const int r = d_.scale, C = d_.in_channels, W = d_.width;
     float* base = out_ + ((std::size_t)r * Y * r * W + (std::size_t)r * X) * C;
