@@ -41,24 +41,28 @@ def parse_args(argv) -> tuple:
   return cfg, workdir
 
 
+class ConfigValueError(TrainError):
+  """A config value, or a combination of them, that cannot train: a usage error (exit 2), as an unknown field is."""
+
+
 def _check_config(cfg: dict, num_devices: int) -> None:
   spe, k, b = cfg["steps_per_epoch"], cfg["steps_per_call"], cfg["batch_size"]
   if k < 1 or spe < 1 or spe % k:
-    raise TrainError(f"steps_per_epoch ({spe}) must be a positive multiple of steps_per_call ({k})")
+    raise ConfigValueError(f"steps_per_epoch ({spe}) must be a positive multiple of steps_per_call ({k})")
   if b < 1 or b % num_devices:
-    raise TrainError(f"batch_size ({b}) must be a positive multiple of the number of devices ({num_devices})")
+    raise ConfigValueError(f"batch_size ({b}) must be a positive multiple of the number of devices ({num_devices})")
   if cfg["data"]["backend"] not in ("auto", "memory", "tfdata"):
-    raise TrainError(f"data.backend must be auto, memory or tfdata, got {cfg['data']['backend']!r}")
+    raise ConfigValueError(f"data.backend must be auto, memory or tfdata, got {cfg['data']['backend']!r}")
   if not isinstance(cfg["num_epochs"], int) or cfg["num_epochs"] < 1:
-    raise TrainError(f"num_epochs must be a positive integer, got {cfg['num_epochs']!r}")
+    raise ConfigValueError(f"num_epochs must be a positive integer, got {cfg['num_epochs']!r}")
   if cfg["early_stop_metric"] not in ("train_loss", "val_psnr"):
-    raise TrainError(f"early_stop_metric must be train_loss or val_psnr, got {cfg['early_stop_metric']!r}")
+    raise ConfigValueError(f"early_stop_metric must be train_loss or val_psnr, got {cfg['early_stop_metric']!r}")
   if cfg["loss"] not in ("mse", "l1", "charbonnier"):
-    raise TrainError(f"loss must be mse, l1 or charbonnier, got {cfg['loss']!r}")
+    raise ConfigValueError(f"loss must be mse, l1 or charbonnier, got {cfg['loss']!r}")
   if any(not 0 < float(f) < 1 for f in cfg["data"]["scale_augment"]):
-    raise TrainError(f"data.scale_augment factors must lie in (0, 1), got {tuple(cfg['data']['scale_augment'])}")
+    raise ConfigValueError(f"data.scale_augment factors must lie in (0, 1), got {tuple(cfg['data']['scale_augment'])}")
   if (cfg["reparam"]["branches"] or cfg["init_from"]) and cfg["model"]["kind"] != "espcn":
-    raise TrainError(f"reparam and init_from are for ESPCN, not model.kind={cfg['model']['kind']!r}")
+    raise ConfigValueError(f"reparam and init_from are for ESPCN, not model.kind={cfg['model']['kind']!r}")
 
 
 def _split_holdout(d: dict) -> tuple[list | None, list | None]:
@@ -69,15 +73,15 @@ def _split_holdout(d: dict) -> tuple[list | None, list | None]:
     return None, None
   names = [n for n in d["holdout"].split("+") if n]
   if not names:
-    raise TrainError("data.val=holdout needs data.holdout: training image file names joined by '+'")
+    raise ConfigValueError("data.val=holdout needs data.holdout: training image file names joined by '+'")
   if input_pipeline.is_remote(d["train"]) or d["backend"] == "tfdata":
-    raise TrainError(f"data.val=holdout takes images out of training folders read by the memory backend, "
+    raise ConfigValueError(f"data.val=holdout takes images out of training folders read by the memory backend, "
                      f"not data.train={d['train']!r} with data.backend={d['backend']!r}")
   paths = [p for f in input_pipeline.train_sources(d["train"])
            for p in image_files.list_images(input_pipeline.resolve_folder(f))]
   for name in names:
     if (n := sum(p.name == name for p in paths)) != 1:
-      raise TrainError(f"data.holdout: {name} {'not found' if not n else f'names {n} images'} in the training "
+      raise ConfigValueError(f"data.holdout: {name} {'not found' if not n else f'names {n} images'} in the training "
                        f"folders of data.train={d['train']!r}")
   return [p for p in paths if p.name not in names], [p for p in paths if p.name in names]
 
@@ -113,7 +117,7 @@ def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int, paths=None
   backend = d["backend"] if d["backend"] != "auto" else ("tfdata" if remote else "memory")
   if backend == "memory":
     if remote:
-      raise TrainError(f"data.train={d['train']!r} needs data.backend=tfdata")
+      raise ConfigValueError(f"data.train={d['train']!r} needs data.backend=tfdata")
     sources = input_pipeline.train_sources(d["train"])
     imgs, stats = input_pipeline.load_images(sources, channels=spec.channels, min_size=p, progress=train_io.primary(),
                                              paths=paths)
@@ -130,7 +134,7 @@ def _make_data(cfg: dict, spec, workdir: pathlib.Path, position: int, paths=None
     for name in input_pipeline.train_sources(d["train"]):
       image_files.list_images(input_pipeline.resolve_folder(name))
     if len(input_pipeline.train_sources(d["train"])) > 1:
-      raise TrainError("data.backend=tfdata reads one source; use the memory backend for several folders")
+      raise ConfigValueError("data.backend=tfdata reads one source; use the memory backend for several folders")
   source = input_pipeline.train_sources(d["train"])[0]
   stream = input_pipeline.TfPatchStream(
       source, patch_size=p, batch_size=cfg["batch_size"] // jax.process_count(), channels=spec.channels,
@@ -183,11 +187,11 @@ def _choose_kernels(cfg: dict, num_devices: int, dtype) -> tuple[bool, bool]:
     native, why = kernel_choice.use_native(cfg["native_kernels"], backend=jax.default_backend(),
                                            num_devices=num_devices, dtype=dtype, kind=cfg["model"]["kind"])
   except ValueError as e:
-    raise TrainError(str(e)) from e
+    raise ConfigValueError(str(e)) from e
   try:
     bf16, why_bf16 = kernel_choice.use_native_bf16(cfg["native_bf16"], native=native)
   except ValueError as e:
-    raise TrainError(f"{e} (--config.native_bf16=off, or configs/t91_x3_cpu.py, trains in float32)") from e
+    raise ConfigValueError(f"{e} (--config.native_bf16=off, or configs/t91_x3_cpu.py, trains in float32)") from e
   train_io.say(f"forward / backward pass: {why}" + (f", {why_bf16}" if native else ""))
   return native, bf16
 
@@ -210,7 +214,7 @@ def _initial_params(cfg: dict, spec, key):
     if branches:
       return reparam.init(key, spec, branches, expand=cfg["reparam"]["expand"], base=base)
   except ValueError as e:
-    raise TrainError(f"reparam: {e}") from e
+    raise ConfigValueError(f"reparam: {e}") from e
   return base
 
 
@@ -228,7 +232,7 @@ def _prepare(cfg: dict, workdir: pathlib.Path, held: contextlib.ExitStack, start
   try:
     spec = model.Spec(scale=cfg["scale"], **cfg["model"])
   except (TypeError, ValueError) as e:
-    raise TrainError(f"bad model config: {e}") from e
+    raise ConfigValueError(f"bad model config: {e}") from e
   d, spe, k = cfg["data"], cfg["steps_per_epoch"], cfg["steps_per_call"]
   if not input_pipeline.is_remote(d["train"]):
     for name in input_pipeline.train_sources(d["train"]):  # missing / empty folders
@@ -311,7 +315,7 @@ def main(argv) -> int:
   except KeyboardInterrupt:
     print("interrupted", file=sys.stderr)
     return 130
-  except train_config.ConfigError as e:
+  except (train_config.ConfigError, ConfigValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   except Exception as e:  # one clear line for the known failures; a traceback for bugs

@@ -372,7 +372,7 @@ def test_14_errors_are_one_line_naming_the_file(w2, tmp_path, capsys, monkeypatc
 
 
 def test_15_small_ones(tmp_path, capsys):
-  assert train.main(SMOKE + ["--workdir", str(tmp_path / "a"), "--config.num_epochs=-1"]) == 1
+  assert train.main(SMOKE + ["--workdir", str(tmp_path / "a"), "--config.num_epochs=-1"]) == 2  # a bad value: usage
   _one_line(capsys.readouterr().err, "num_epochs")
   with pytest.raises(SystemExit) as e:
     benchmark.main(["--iters", "0", "--peers", "none"])

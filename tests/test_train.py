@@ -77,7 +77,7 @@ def test_native_bf16_setting(tmp_path, capsys, monkeypatch):
     assert _run(tmp_path / "bf16", "--config.num_epochs=1", "--config.native_bf16=on") == 0
     assert "bf16 dot products" in capsys.readouterr().err
   monkeypatch.setattr(native, "train_has_bf16", lambda: False)
-  assert _run(tmp_path / "no", "--config.num_epochs=1", "--config.native_bf16=on") == 1
+  assert _run(tmp_path / "no", "--config.num_epochs=1", "--config.native_bf16=on") == 2
   err = capsys.readouterr().err
   assert "AVX512_BF16" in err and "native_bf16=off" in err and not (tmp_path / "no").exists()
   assert _run(tmp_path / "auto", "--config.num_epochs=1", "--config.native_bf16=auto") == 0  # float32 then
@@ -97,9 +97,9 @@ def test_selection_on_held_out_training_images_and_test_report(tmp_path, capsys)
   assert abs(test["test"]["set5"]["bicubic_psnr"] - 30.39) < 0.01  # Set5 x3, the standard protocol
   assert "test, best weights of step" in err and "set14" in err
   # Held-out names must exist in the training folders, and the validation set is never a training image by mistake
-  assert _run(tmp_path / "bad", "--config.data.val=holdout", "--config.data.holdout=t5.png+nope.png") == 1
+  assert _run(tmp_path / "bad", "--config.data.val=holdout", "--config.data.holdout=t5.png+nope.png") == 2
   assert "nope.png not found" in capsys.readouterr().err and not (tmp_path / "bad").exists()
-  assert _run(tmp_path / "bad", "--config.data.val=holdout") == 1
+  assert _run(tmp_path / "bad", "--config.data.val=holdout") == 2
   assert "needs data.holdout" in capsys.readouterr().err
 
 
@@ -111,10 +111,10 @@ def test_hr_net_trains_with_xla_and_its_weights_say_so(tmp_path, capsys):
   assert "XLA (the model is 'hr'" in capsys.readouterr().err
   _, spec, _ = weights.load(tmp_path / "hr" / "best.safetensors")
   assert spec.kind == "hr" and spec.kernel_sizes == (4, 4, 4)
-  assert _run(tmp_path / "on", "--config.num_epochs=1", "--config.native_kernels=on", *hr) == 1  # a TrainError
+  assert _run(tmp_path / "on", "--config.num_epochs=1", "--config.native_kernels=on", *hr) == 2  # usage: a setting this net cannot use
   err = capsys.readouterr().err
   assert err.count("\n") == 1 and "the kernels compute ESPCN only" in err
-  assert _run(tmp_path / "bad", "--config.model.kind=vdsr") == 1
+  assert _run(tmp_path / "bad", "--config.model.kind=vdsr") == 2
   assert "kind must be one of" in capsys.readouterr().err
 
 
@@ -144,7 +144,7 @@ def test_init_from_with_branches_starts_from_those_weights_and_exports_one_kerne
   assert _run(tmp_path / "bad", "--config.init_from=t91") == 1
   err = capsys.readouterr().err
   assert "espcn_x3_t91.safetensors: init_from weights are for" in err and not (tmp_path / "bad").exists()
-  assert _run(tmp_path / "bad", "--config.reparam.branches=1x1+nope") == 1
+  assert _run(tmp_path / "bad", "--config.reparam.branches=1x1+nope") == 2
   assert "unknown re-parameterization branch 'nope'" in capsys.readouterr().err
-  assert _run(tmp_path / "bad", "--config.data.scale_augment=(1.2,)") == 1
+  assert _run(tmp_path / "bad", "--config.data.scale_augment=(1.2,)") == 2
   assert "scale_augment factors must lie in (0, 1)" in capsys.readouterr().err

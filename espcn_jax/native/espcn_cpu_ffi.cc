@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 
 #include "espcn_cpu_infer_amx.h"
 #include "espcn_cpu_kernel.h"
@@ -68,20 +69,36 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::S32> valid, ffi::Bu
   return ffi::Error::Success();
 }
 
+// The bindings' common parts. The net's attributes, which every handler takes after its buffers:
+template <class B>
+auto net_attrs(B&& binding) {
+  return std::forward<B>(binding)
+      .template Attr<ffi::Span<const int64_t>>("kernel_sizes")
+      .template Attr<ffi::Span<const int64_t>>("channels")
+      .template Attr<int64_t>("activation");
+}
+
+// An inference handler's: x, valid, packed -> out, then the net's attributes, the scale and the thread count.
+template <class B>
+auto forward_binding(B&& binding) {
+  return net_attrs(std::forward<B>(binding)
+                       .template Arg<ffi::Buffer<ffi::F32>>()
+                       .template Arg<ffi::Buffer<ffi::S32>>()
+                       .template Arg<ffi::Buffer<ffi::F32>>()
+                       .template Ret<ffi::Buffer<ffi::F32>>())
+      .template Attr<int64_t>("scale")
+      .template Attr<int64_t>("num_threads");
+}
+
+// A training handler's tail: the net's attributes, the thread count and bf16.
+template <class B>
+auto train_attrs(B&& binding) {
+  return net_attrs(std::forward<B>(binding)).template Attr<int64_t>("num_threads").template Attr<int64_t>("bf16");
+}
+
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(EspcnForward, Forward,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<ffi::Span<const int64_t>>("kernel_sizes")
-                                  .Attr<ffi::Span<const int64_t>>("channels")
-                                  .Attr<int64_t>("activation")
-                                  .Attr<int64_t>("scale")
-                                  .Attr<int64_t>("num_threads")
-                                  .Attr<int64_t>("winograd"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EspcnForward, Forward, forward_binding(ffi::Ffi::Bind()).Attr<int64_t>("winograd"));
 
 
 
@@ -184,41 +201,20 @@ ffi::Error ForwardBf16(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffe
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(EspcnTrainForward, TrainForward,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<ffi::Span<const int64_t>>("kernel_sizes")
-                                  .Attr<ffi::Span<const int64_t>>("channels")
-                                  .Attr<int64_t>("activation")
-                                  .Attr<int64_t>("num_threads")
-                                  .Attr<int64_t>("bf16"));
+                              train_attrs(ffi::Ffi::Bind()
+                                              .Ctx<ffi::ThreadPool>()
+                                              .Arg<ffi::Buffer<ffi::F32>>()
+                                              .Arg<ffi::Buffer<ffi::F32>>()
+                                              .Ret<ffi::Buffer<ffi::F32>>()
+                                              .Ret<ffi::Buffer<ffi::F32>>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(EspcnTrainBackward, TrainBackward,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<ffi::Span<const int64_t>>("kernel_sizes")
-                                  .Attr<ffi::Span<const int64_t>>("channels")
-                                  .Attr<int64_t>("activation")
-                                  .Attr<int64_t>("num_threads")
-                                  .Attr<int64_t>("bf16"));
+                              train_attrs(ffi::Ffi::Bind()
+                                              .Ctx<ffi::ThreadPool>()
+                                              .Arg<ffi::Buffer<ffi::F32>>()
+                                              .Arg<ffi::Buffer<ffi::F32>>()
+                                              .Arg<ffi::Buffer<ffi::F32>>()
+                                              .Arg<ffi::Buffer<ffi::F32>>()
+                                              .Ret<ffi::Buffer<ffi::F32>>()));
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(EspcnForwardBf16, ForwardBf16,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<ffi::Span<const int64_t>>("kernel_sizes")
-                                  .Attr<ffi::Span<const int64_t>>("channels")
-                                  .Attr<int64_t>("activation")
-                                  .Attr<int64_t>("scale")
-                                  .Attr<int64_t>("num_threads"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EspcnForwardBf16, ForwardBf16, forward_binding(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>()));
