@@ -90,9 +90,11 @@ def test_shipped_recipes_keep_their_values():
             c.optim.decay_steps, c.max_minutes, c.model.activation, c.reparam.branches, c.loss, c.data.val) == (
                 scale, "t91", (0.9, 0.8, 0.7, 0.6), patch, batch, epochs, epochs * 2000, minutes, "tanh", "", "mse",
                 "holdout"), name
-  for name, first in [("best_x4_more.py", "best_x4.py"), ("best_x2_more.py", "best_x2.py")]:
-    c, c0 = train_config.load(name), train_config.load(first)  # second cosine cycles from the first runs' weights
-    assert (c.init_from, c.optim.learning_rate) == (f"workdirs/espcn_x{c.scale}_best/best.safetensors", 3e-4), name
+  for name, first, lr, src in [("best_x4_more.py", "best_x4.py", 3e-4, "best"),
+                                ("best_x2_more.py", "best_x2.py", 3e-4, "best"),
+                                ("best_x4_third.py", "best_x4.py", 1.5e-4, "best_more")]:
+    c, c0 = train_config.load(name), train_config.load(first)  # more cosine cycles from the previous runs' weights
+    assert (c.init_from, c.optim.learning_rate) == (f"workdirs/espcn_x{c.scale}_{src}/best.safetensors", lr), name
     assert (c.data.to_dict(), c.num_epochs, c.optim.decay_steps) == (c0.data.to_dict(), c0.num_epochs,
                                                                     c0.optim.decay_steps), name
   for name, scale, act in [("t91_x2.py", 2, "tanh"), ("t91_x4.py", 4, "tanh"), ("t91_x3_relu.py", 3, "relu"),
