@@ -44,6 +44,9 @@ def _parse(argv):
   p.add_argument("--preset", choices=video.X264_PRESETS, default=None,
                  help="libx264 preset for .mp4/.mkv/.mov outputs (None: ffmpeg's medium; veryfast encodes "
                       "~2.7x faster, about the same quality)")
+  p.add_argument("--crf", type=float, default=None,
+                 help="libx264 rate factor for .mp4/.mkv/.mov outputs, 0-51, lower is better and larger (None: 10, "
+                      "near-transparent; ffmpeg's own default is 23, 6-7x smaller files)")
   p.add_argument("--quality", type=int, default=image_files.DEFAULT_QUALITY, help="JPEG / WebP quality, 1-100")
   p.add_argument("--allow-partial", action="store_true",
                  help="keep a video's output when fewer frames than the container announces could be read")
@@ -57,6 +60,8 @@ def _parse(argv):
     p.error("streaming is `- -o -` (a y4m stream in on stdin, out on stdout); '-' cannot mix with files")
   if not 1 <= args.quality <= 100:
     p.error(f"--quality must be in 1-100, got {args.quality}")
+  if args.crf is not None and not 0 <= args.crf <= 51:
+    p.error(f"--crf must be in 0-51, got {args.crf:g}")
   return args
 
 
@@ -195,7 +200,8 @@ def main(argv) -> int:
           raise ValueError(f"{dst}: a video ({src.name}) needs a video output name")
         notes, times = [], frame_pipeline.StageTimes()
         n = video.upscale_video(src, dst, planes, frames_per_call=up.frames_per_call, preset=args.preset,
-                                progress=not args.quiet, allow_partial=args.allow_partial, notes=notes, times=times)
+                                crf=args.crf, progress=not args.quiet, allow_partial=args.allow_partial, notes=notes,
+                                times=times)
         if args.verbose:
           bar.write(f"{src}: time per stage (they overlap)\n{times.table(n)}", file=sys.stderr)
       else:

@@ -159,8 +159,9 @@ def _plane_batches(frames, n: int):
 
 
 def upscale_video(src, dst, net, *, frames_per_call: int | Callable = 4, quality: float = 8,
-                  preset: str | None = None, progress: bool = True, allow_partial: bool = False,
-                  notes: list | None = None, times: frame_pipeline.StageTimes | None = None, depth: int = 2) -> int:
+                  preset: str | None = None, crf: float | None = None, progress: bool = True,
+                  allow_partial: bool = False, notes: list | None = None,
+                  times: frame_pipeline.StageTimes | None = None, depth: int = 2) -> int:
   """Upscales every frame of `src` into `dst` (format from its extension) with `net` (a plane_net.PlaneNet, or any
   object with its `scale`, `is_rgb`, `luma`, `chroma`, `rgb`; or a function on uint8 RGB frames (B, H, W, 3) ->
   (B, rH, rW, 3), e.g. `Upscaler.frames`, slower: plane_net.FramesFnNet); returns the number of frames.
@@ -174,7 +175,9 @@ def upscale_video(src, dst, net, *, frames_per_call: int | Callable = 4, quality
   container's default codec. Odd output sizes are padded by one edge pixel (4:2:0 encoders need even sizes).
   `preset`: libx264's speed / file-size trade-off for .mp4, .mkv and .mov outputs (None: ffmpeg's default, medium;
   at 1080p on 2 CPU cores medium encodes ~28 frames/s, veryfast ~75, at about the same quality); ignored for the
-  other formats.
+  other formats. `crf`: libx264's constant rate factor (0-51; lower is better and larger) for those outputs, instead
+  of `quality` (imageio-ffmpeg's 0-10 scale; its 8 is CRF 10, near-transparent; libx264's own default is CRF 23,
+  files 6-7x smaller).
   Fewer frames than the container announces raise VideoError (nothing is written) unless `allow_partial`; then a
   note is appended to `notes`. The output appears only when complete (espcn_jax.atomic_io).
   """
@@ -186,23 +189,31 @@ def upscale_video(src, dst, net, *, frames_per_call: int | Callable = 4, quality
     raise VideoError(f"{dst}: refusing to overwrite the input")
   if preset is not None and preset not in X264_PRESETS:
     raise VideoError(f"{dst}: unknown preset {preset!r}; use one of {', '.join(X264_PRESETS)}")
+  if crf is not None and not 0 <= crf <= 51:
+    raise VideoError(f"{dst}: the rate factor (crf) must be in 0-51, got {crf:g}")
   meta, probe = open_video(src)
   probe.close()
   if callable(frames_per_call):
     frames_per_call = frames_per_call(meta["size"][1], meta["size"][0])
   with atomic_io.replacing(dst) as tmp:
-    return _encode(src, dst, tmp, meta, net, int(frames_per_call), quality, preset, progress, allow_partial,
-                   notes, times, depth)
+    return _encode(src, dst, tmp, meta, net, int(frames_per_call), (quality, crf), preset, progress,
+                   allow_partial, notes, times, depth)
 
 
 def _start_writer(src, tmp, meta, size, pix_fmt_in, quality, preset):
+  """ffmpeg encoding to `tmp`; quality = (imageio-ffmpeg's quality, libx264 crf or None)."""
   import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
   ext = tmp.suffix.lower()
+  quality, crf = quality
+  x264 = _CODECS[ext] == "libx264"
+  if crf is not None and x264:
+    quality = None  # the rate factor below instead
   audio = {}
   if meta["has_audio"]:
     same = src.suffix.lower() == ext or ext == ".mkv"
     audio = {"audio_path": str(src), "audio_codec": "copy" if same else None}
-  params = (["-preset", preset] if preset and _CODECS[ext] == "libx264" else []) + _colour_tags(meta.get("pix_fmt"))
+  params = (["-preset", preset] if preset and x264 else []) + (["-crf", f"{crf:g}"] if crf is not None and x264 else [])
+  params += _colour_tags(meta.get("pix_fmt"))
   writer = imageio_ffmpeg.write_frames(
       tmp, size, pix_fmt_in=pix_fmt_in, fps=meta["fps"], codec=_CODECS[ext], quality=quality, macro_block_size=1,
       ffmpeg_log_level="error", output_params=params or None, **audio)

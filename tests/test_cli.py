@@ -49,6 +49,16 @@ def test_batch_and_dtype_take_the_same_form():
       assert e.value.code == cli.USAGE
 
 
+def test_upscale_crf_is_a_rate_factor(capsys):
+  assert upscale._parse(["in.mp4", "-o", "o.mp4", "--crf", "23"]).crf == 23
+  assert upscale._parse(["in.mp4", "-o", "o.mp4"]).crf is None  # imageio-ffmpeg's quality 8: CRF 10
+  for bad in ("52", "-1", "high"):
+    with pytest.raises(SystemExit) as e:
+      upscale._parse(["in.mp4", "-o", "o.mp4", "--crf", bad])
+    assert e.value.code == cli.USAGE
+  assert "--crf must be in 0-51, got 52" in capsys.readouterr().err
+
+
 def _interrupt(*args, **kwargs):
   raise KeyboardInterrupt
 

@@ -118,6 +118,19 @@ def test_preset_is_passed_to_libx264_and_checked(tmp_path):
   assert not (tmp_path / "o.mp4").exists()
 
 
+def test_crf_is_passed_to_libx264_and_checked(tmp_path):
+  src = _make(tmp_path / "in.mp4", audio=False)
+  fn = _NearestNet(2)
+  assert video.upscale_video(src, tmp_path / "default.mp4", fn, frames_per_call=4, progress=False) == 12
+  assert video.upscale_video(src, tmp_path / "c18.mp4", fn, frames_per_call=4, crf=18, progress=False) == 12
+  # x264 writes its rate factor into the stream: imageio-ffmpeg's quality 8 is CRF 10; --crf replaces it
+  assert b"crf=10.0" in (tmp_path / "default.mp4").read_bytes() and b"crf=18.0" in (tmp_path / "c18.mp4").read_bytes()
+  assert (tmp_path / "c18.mp4").stat().st_size < (tmp_path / "default.mp4").stat().st_size
+  with pytest.raises(video.VideoError, match="o.mp4: the rate factor .crf. must be in 0-51, got 60"):
+    video.upscale_video(src, tmp_path / "o.mp4", fn, crf=60, progress=False)
+  assert not (tmp_path / "o.mp4").exists()
+
+
 def test_errors_name_the_file(tmp_path):
   bad = tmp_path / "bad.mp4"
   bad.write_bytes(b"not a video")
