@@ -3,13 +3,14 @@
     python scripts/bench_video.py --json docs/bench/video_e2e.json                 # 30 s clip, medium + veryfast
     python scripts/bench_video.py --seconds 5 --rounds 1 --presets veryfast --no-stream   # a quick look
     python scripts/bench_video.py --method native-bf16 --json docs/bench/video_e2e_native_bf16.json  # AMX CPUs
+    python scripts/bench_video.py --crf 23 --rounds 1 --json docs/bench/video_e2e_crf23.json  # ffmpeg's default CRF
 
 For each libx264 preset P and each round: `python -m espcn_jax.upscale clip.mp4 -o ours.mp4 --preset P --verbose`
 and `ffmpeg -i clip.mp4 -vf scale=W:H:flags=bicubic -c:v libx264 -preset P ff.mp4` (imageio-ffmpeg's binary), one
 right after the other (the order alternates between rounds, so a machine that gets busier or quieter favours
 neither), wall time of each process. ffmpeg runs twice: as written (libx264's default CRF 23) and with our CRF
-(`-crf 10`, what `upscale` asks libx264 for: imageio-ffmpeg's quality 8), so the encoders do the same work; the ratio
-at the same CRF is the fair one. CPU seconds (user + sys of each command and the ffmpeg it waits for) are
+(`-crf 10`, what `upscale` asks libx264 for by default: imageio-ffmpeg's quality 8; or `--crf N`, given to both), so
+the encoders do the same work; the ratio at the same CRF is the fair one. CPU seconds (user + sys of each command and the ffmpeg it waits for) are
 recorded too: on a shared machine they depend less on the other load than wall time, and on an idle one where
 both keep every core busy, their ratio is about the wall-time ratio. The JSON keeps every time, our per-stage table, the file sizes, and the quality of
 each encoded output: PSNR of sampled decoded frames against the frames before encoding (ours: the net's Y'CbCr
@@ -38,7 +39,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from espcn_jax import atomic_io, plane_net, y4m  # noqa: E402  (the checkout's copy)
 
-OUR_CRF = 10  # imageio-ffmpeg's quality 8 (video.upscale_video's default) is libx264's -crf int((1 - 0.8) * 51)
+DEFAULT_CRF = 10  # imageio-ffmpeg's quality 8 (video.upscale_video's default) is libx264's -crf int((1 - 0.8) * 51)
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
 
 
@@ -103,7 +104,7 @@ def _quality(clip, ours, ff, ff_crf, w, h, r, every) -> dict:
   subprocess.run(cmd, check=True)
   ref = _planes(ff.with_suffix(".ref.mkv"), r * w, r * h, every)
   out["ffmpeg_vs_its_bicubic_frames"] = _psnr(_planes(ff, r * w, r * h, every), ref)
-  out["ffmpeg_crf10_vs_its_bicubic_frames"] = _psnr(_planes(ff_crf, r * w, r * h, every), ref)
+  out["ffmpeg_same_crf_vs_its_bicubic_frames"] = _psnr(_planes(ff_crf, r * w, r * h, every), ref)
   ff.with_suffix(".ref.mkv").unlink()
   return out
 
@@ -171,6 +172,7 @@ def main(argv=None) -> int:
   p.add_argument("--no-stream", action="store_true")
   p.add_argument("--stream-seconds", type=float, default=10.0)
   p.add_argument("--method", default="auto", help="upscale's --method (e.g. native-bf16 on an AMX CPU)")
+  p.add_argument("--crf", type=int, default=None, help="upscale's --crf, and the same-CRF ffmpeg run's (None: 10)")
   args = p.parse_args(argv)
   args.workdir.mkdir(parents=True, exist_ok=True)
   clip = args.workdir / f"clip_{args.seconds:g}s.mp4"
@@ -178,24 +180,26 @@ def main(argv=None) -> int:
     subprocess.run([sys.executable, str(REPO / "scripts" / "make_demo_clip.py"), str(clip), "--seconds",
                     str(args.seconds)], check=True)
   w, h, r, fps = 640, 360, 3, 30.0
+  crf = DEFAULT_CRF if args.crf is None else args.crf
   result = {"date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": _machine(), "clip": {"make": f"scripts/make_demo_clip.py --seconds {args.seconds:g}",
                                             "size": [w, h], "fps": fps, "frames": round(args.seconds * fps)},
             "commands": {"ours": f"python -m espcn_jax.upscale CLIP -o OUT.mp4 --preset P --quiet --verbose "
                                  f"--method {args.method}",
                          "ffmpeg": f"ffmpeg -i CLIP -vf scale={r * w}:{r * h}:flags=bicubic -c:v libx264 -preset P"
-                                   " [-crf 10] OUT.mp4"},
+                                   f" [-crf {crf}] OUT.mp4"},
+            "our_crf": crf,
             "presets": {}}
   for preset in args.presets.split(","):
-    ours, ff, ff_crf = (args.workdir / f"{k}_{preset}.mp4" for k in ("ours", "ff", "ff_crf10"))
+    ours, ff, ff_crf = (args.workdir / f"{k}_{preset}.mp4" for k in ("ours", "ff", "ff_same_crf"))
     runs = []
     for rnd in range(args.rounds):
       cmd_ours = [sys.executable, "-m", "espcn_jax.upscale", str(clip), "-o", str(ours), "--preset", preset, "--quiet",
-                  "--verbose", "--method", args.method]
+                  "--verbose", "--method", args.method] + (["--crf", str(args.crf)] if args.crf is not None else [])
       base = [_ffmpeg(), "-v", "error", "-y", "-i", str(clip), "-vf", f"scale={r * w}:{r * h}:flags=bicubic",
               "-c:v", "libx264", "-preset", preset]
-      jobs = [("ours", cmd_ours), ("ffmpeg", base + [str(ff)]), ("ffmpeg_crf10", base + ["-crf", str(OUR_CRF),
-                                                                                        str(ff_crf)])]
+      jobs = [("ours", cmd_ours), ("ffmpeg", base + [str(ff)]),
+              ("ffmpeg_same_crf", base + ["-crf", str(crf), str(ff_crf)])]
       row = {"order": [], "load_avg": os.getloadavg()[0]}
       for name, cmd in (jobs if rnd % 2 == 0 else jobs[::-1]):
         wall, cpu, err = _timed(cmd)
@@ -206,9 +210,9 @@ def main(argv=None) -> int:
           row["stages_s"] = _stage_table(err)
         print(f"{preset} round {rnd}: {name} {wall:.1f} s", file=sys.stderr)
       row["ratio_vs_ffmpeg"] = round(row["ours_s"] / row["ffmpeg_s"], 2)
-      row["ratio_vs_ffmpeg_same_crf"] = round(row["ours_s"] / row["ffmpeg_crf10_s"], 2)
+      row["ratio_vs_ffmpeg_same_crf"] = round(row["ours_s"] / row["ffmpeg_same_crf_s"], 2)
       row["cpu_ratio_vs_ffmpeg"] = round(row["ours_cpu_s"] / row["ffmpeg_cpu_s"], 2)
-      row["cpu_ratio_vs_ffmpeg_same_crf"] = round(row["ours_cpu_s"] / row["ffmpeg_crf10_cpu_s"], 2)
+      row["cpu_ratio_vs_ffmpeg_same_crf"] = round(row["ours_cpu_s"] / row["ffmpeg_same_crf_cpu_s"], 2)
       runs.append(row)
     result["presets"][preset] = {
         "rounds": runs,
@@ -216,7 +220,7 @@ def main(argv=None) -> int:
         "ratio_same_crf_median": float(np.median([x["ratio_vs_ffmpeg_same_crf"] for x in runs])),
         "cpu_ratio_median": float(np.median([x["cpu_ratio_vs_ffmpeg"] for x in runs])),
         "cpu_ratio_same_crf_median": float(np.median([x["cpu_ratio_vs_ffmpeg_same_crf"] for x in runs])),
-        "bytes": {"ours": ours.stat().st_size, "ffmpeg": ff.stat().st_size, "ffmpeg_crf10": ff_crf.stat().st_size},
+        "bytes": {"ours": ours.stat().st_size, "ffmpeg": ff.stat().st_size, "ffmpeg_same_crf": ff_crf.stat().st_size},
         "quality": _quality(clip, ours, ff, ff_crf, w, h, r, args.every)}
     print(json.dumps(result["presets"][preset], indent=1), file=sys.stderr)
   if not args.no_stream:
