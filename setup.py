@@ -75,7 +75,9 @@ class BuildNative(build_ext):
     self.compiler.set_executable("compiler_so", [cxx, "-fPIC"])
     self.compiler.set_executable("compiler_cxx", [cxx])
     self.compiler.set_executable("linker_so", [cxx, "-shared"])
-    flags = ["-O3", "-std=c++17", "-pthread", "-isystem", include, *variants()[variant]]  # (no warnings from jaxlib)
+    # -isystem: no warnings from jaxlib's headers. -Wno-maybe-uninitialized: GCC 12's AVX-512 intrinsics start from a
+    # self-initialised "undefined" vector, reported wherever they inline (GCC bug 105593, fixed in GCC 13).
+    flags = ["-O3", "-std=c++17", "-pthread", "-isystem", include, "-Wno-maybe-uninitialized", *variants()[variant]]
     objects = self.compiler.compile(ext.sources, output_dir=os.path.join(self.build_temp, variant),
                                     include_dirs=[NATIVE], extra_postargs=flags,
                                     depends=ext.depends)

@@ -120,7 +120,7 @@ typedef void (*BlockFn)(const float* const*, std::size_t, int, int, int, const f
 template <int NO>
 BlockFn block_for() { return conv_block<NO, block_vectors(NO)>; }
 
-BlockFn block_fn(int no) {
+inline BlockFn block_fn(int no) {
   static const BlockFn fns[13] = {nullptr, block_for<1>(), block_for<2>(), block_for<3>(), block_for<4>(),
                                           block_for<5>(), block_for<6>(), block_for<7>(), block_for<8>(),
                                           block_for<9>(), block_for<10>(), block_for<11>(), block_for<12>()};
@@ -169,7 +169,7 @@ template <int NO, int NP>
 BlockFn wino_block_for() { return conv_block<NO, NP>; }
 
 // NO output channels x NP (1 .. kWinoNP) vectors of tiles.
-BlockFn wino_block_fn(int no, int np) {
+inline BlockFn wino_block_fn(int no, int np) {
   static_assert(kWinoNP == 2, "one table per tile-vector count");
   static const BlockFn fns[2][13] = {
       {nullptr, wino_block_for<1, 1>(), wino_block_for<2, 1>(), wino_block_for<3, 1>(), wino_block_for<4, 1>(),
@@ -182,7 +182,7 @@ BlockFn wino_block_fn(int no, int np) {
 }
 
 // U = G g G^T for every (ic, oc): [36][cin][cout], from HWIO 3x3 weights (F(4x4, 3x3)).
-std::vector<float> winograd_weights(const float* w, int cin, int cout) {
+inline std::vector<float> winograd_weights(const float* w, int cin, int cout) {
   static const double G[6][3] = {{1 / 4., 0, 0},          {-1 / 6., -1 / 6., -1 / 6.}, {-1 / 6., 1 / 6., -1 / 6.},
                                  {1 / 24., 1 / 12., 1 / 6.}, {1 / 24., -1 / 12., 1 / 6.}, {0, 0, 1}};
   // Separable: t = G g (6x3), then U = t G^T (6x6), in double, for all output channels of one input channel at
@@ -222,7 +222,7 @@ inline void at6(const vf* m, vf* y) {
 }
 
 // cout split into near-equal chunks of at most kMaxNO channels (64 -> 6 x 11ish, 32 -> 3 x 11ish, 9 -> 9).
-std::vector<int> chunks(int cout) {
+inline std::vector<int> chunks(int cout) {
   int n = (cout + kMaxNO - 1) / kMaxNO;
   std::vector<int> c;
   for (int i = 0; i < n; ++i) c.push_back(cout * (i + 1) / n - cout * i / n);

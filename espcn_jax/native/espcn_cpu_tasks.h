@@ -14,7 +14,7 @@ namespace {
 
 // work(i) for i < n: on the calling thread and on up to threads - 1 scheduled tasks, each claiming items in turn.
 // Returns when all n are done. A task that starts late finds nothing left and touches nothing but `Shared`.
-void run_tasks(int n, int threads, const Schedule& schedule, std::function<void(int)> work) {
+inline void run_tasks(int n, int threads, const Schedule& schedule, std::function<void(int)> work) {
   struct Shared {
     std::atomic<int> next{0}, done{0};
     int n;
