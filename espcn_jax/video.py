@@ -196,15 +196,14 @@ def upscale_video(src, dst, net, *, frames_per_call: int | Callable = 4, quality
   if callable(frames_per_call):
     frames_per_call = frames_per_call(meta["size"][1], meta["size"][0])
   with atomic_io.replacing(dst) as tmp:
-    return _encode(src, dst, tmp, meta, net, int(frames_per_call), (quality, crf), preset, progress,
+    return _encode(src, dst, tmp, meta, net, int(frames_per_call), quality, crf, preset, progress,
                    allow_partial, notes, times, depth)
 
 
-def _start_writer(src, tmp, meta, size, pix_fmt_in, quality, preset):
-  """ffmpeg encoding to `tmp`; quality = (imageio-ffmpeg's quality, libx264 crf or None)."""
+def _start_writer(src, tmp, meta, size, pix_fmt_in, quality, crf, preset):
+  """ffmpeg encoding to `tmp`: imageio-ffmpeg's `quality`, or libx264's rate factor `crf` where it is not None."""
   import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
   ext = tmp.suffix.lower()
-  quality, crf = quality
   x264 = _CODECS[ext] == "libx264"
   if crf is not None and x264:
     quality = None  # the rate factor below instead
@@ -222,7 +221,7 @@ def _start_writer(src, tmp, meta, size, pix_fmt_in, quality, preset):
   return writer
 
 
-def _encode(src, dst, tmp, meta, net, frames_per_call, quality, preset, progress, allow_partial, notes, times,
+def _encode(src, dst, tmp, meta, net, frames_per_call, quality, crf, preset, progress, allow_partial, notes, times,
             depth) -> int:
   """The frames of `src` through `net` into the temp file `tmp` of `dst` (same suffix), overlapped."""
   w, h = meta["size"]
@@ -232,7 +231,7 @@ def _encode(src, dst, tmp, meta, net, frames_per_call, quality, preset, progress
   sub = (2, 2) if w % 2 == 0 and h % 2 == 0 and _is_420(meta.get("pix_fmt")) else (1, 1)
   oh, ow = r * h + (r * h) % 2, r * w + (r * w) % 2
   times = times if times is not None else frame_pipeline.StageTimes()
-  writer = _start_writer(src, tmp, meta, (ow, oh), "yuv420p" if sub == (2, 2) else "yuv444p", quality, preset)
+  writer = _start_writer(src, tmp, meta, (ow, oh), "yuv420p" if sub == (2, 2) else "yuv444p", quality, crf, preset)
   bar = None
   n_done = 0
   try:

@@ -561,19 +561,11 @@ class Item {
     }
   }
 
-  // The last layer's outputs of LR pixel (Y, X) (tmp row t: outputs o0 .. o0 + 16 nbv, with the bias), to the HR
-  // pixels.
+  // The last layer's outputs o0 .. o0 + 16 nbv of LR pixel (Y, X) (tmp row t, with the bias), one by one to their HR
+  // pixels: the blocks that do not hold every output (store_run gathers the others).
   void store_shuffled(int Y, int X, const float* t, int o0, int nbv, const Layer& ly) {
     const int r = d_.scale, C = d_.in_channels, W = d_.width;
     float* base = out_ + ((std::size_t)r * Y * r * W + (std::size_t)r * X) * C;
-    if (o0 == 0 && nbv * 16 >= ly.cout) {  // all outputs here: HR row i takes outputs i r C .. (i + 1) r C - 1 in order
-      const int n = r * C;
-      const __mmask16 m = (__mmask16)((1u << n) - 1);
-      for (int i = 0; i < r; ++i) {
-        _mm512_mask_storeu_ps(base + (std::size_t)i * r * W * C, m, _mm512_maskz_loadu_ps(m, t + i * n));
-      }
-      return;
-    }
     const int oe = std::min(ly.cout, o0 + 16 * nbv);
     for (int o = o0; o < oe; ++o) base[P_.shuffle[o]] = t[o - o0];
   }
