@@ -77,9 +77,10 @@ inline vf activate(vf v, int activation) {
 //
 // acc[o][q] = bias[o] + sum_{ky,kx,ic} w[ky][kx][ic][o] * in[ky][ic][x + q*VL + kx .. + VL]: NO output channels x
 // NP vectors of VL consecutive pixels in registers; per (tap, ic) NP vector loads and NO weight broadcasts.
+// Output channel o's NP vectors go to out + o * ostride (a scratch block, or straight into the next layer's planes).
 template <int NO, int NP>
 void conv_block(const float* const* rows, std::size_t plane, int k, int cin, int x, const float* w, int cout,
-                const float* bias, int activation, float* out /* [NO][NP * VL] */) {
+                const float* bias, int activation, float* out, std::size_t ostride) {
   vf acc[NO][NP];
 #pragma GCC unroll 16
   for (int o = 0; o < NO; ++o) {
@@ -107,7 +108,7 @@ void conv_block(const float* const* rows, std::size_t plane, int k, int cin, int
 #pragma GCC unroll 16
   for (int o = 0; o < NO; ++o) {
 #pragma GCC unroll 4
-    for (int q = 0; q < NP; ++q) storeu(out + (o * NP + q) * VL, activate(acc[o][q], activation));
+    for (int q = 0; q < NP; ++q) storeu(out + o * ostride + q * VL, activate(acc[o][q], activation));
   }
 }
 
@@ -115,7 +116,8 @@ constexpr int kMaxNO = ACC / 2;  // output channels per block: 12 with AVX-512, 
 constexpr int kMaxNP = 4;
 constexpr int block_vectors(int no) { return ACC / no < 1 ? 1 : (ACC / no > kMaxNP ? kMaxNP : ACC / no); }
 
-typedef void (*BlockFn)(const float* const*, std::size_t, int, int, int, const float*, int, const float*, int, float*);
+typedef void (*BlockFn)(const float* const*, std::size_t, int, int, int, const float*, int, const float*, int, float*,
+                        std::size_t);
 
 template <int NO>
 BlockFn block_for() { return conv_block<NO, block_vectors(NO)>; }

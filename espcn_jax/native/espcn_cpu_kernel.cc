@@ -182,7 +182,7 @@ class Band {
         for (int xi = 0; xi < 36; ++xi) {
           const float* vr = V + (std::size_t)xi * xs;
           fn(&vr, kWinoTB, 1, cin, 0, ly.wino.data() + (std::size_t)xi * cin * cout + o0, cout, zeros_, kActLinear,
-             M + (std::size_t)xi * no * ms);
+             M + (std::size_t)xi * no * ms, ms);
         }
         // Y = A^T M A per tile, + bias, activation; lanes are tiles: zip the 4 column phases into pixels
         for (int o = 0; o < no; ++o) {
@@ -277,7 +277,7 @@ class Band {
       for (int x = 0; x < W; x += bw) {
         const int n = std::min(bw, W - x);
         if (last) {
-          fn(rows, plane_[l], ly.k, ly.cin, x, ly.w + o0, ly.cout, ly.bias + o0, act, tmp_.data());
+          fn(rows, plane_[l], ly.k, ly.cin, x, ly.w + o0, ly.cout, ly.bias + o0, act, tmp_.data(), bw);
           float* base = out_ + ((std::size_t)r * j * r * W + (std::size_t)r * x) * C;
           const std::size_t step = (std::size_t)r * C;
           for (int o = 0; o < no; ++o) {
@@ -285,14 +285,12 @@ class Band {
             float* d = base + shuffle_[o0 + o];
             for (int p = 0; p < n; ++p) d[p * step] = t[p];
           }
-        } else if (n == bw) {  // write the planes directly
-          fn(rows, plane_[l], ly.k, ly.cin, x, ly.w + o0, ly.cout, ly.bias + o0, act, tmp_.data());
-          for (int o = 0; o < no; ++o)
-            std::memcpy(dst + (o0 + o) * dplane + dpad + x, tmp_.data() + (std::size_t)o * bw, bw * sizeof(float));
-        } else {
-          fn(rows, plane_[l], ly.k, ly.cin, x, ly.w + o0, ly.cout, ly.bias + o0, act, tmp_.data());
-          for (int o = 0; o < no; ++o)
-            std::memcpy(dst + (o0 + o) * dplane + dpad + x, tmp_.data() + (std::size_t)o * bw, n * sizeof(float));
+        } else {  // straight into the planes; a block past the row's end writes into the plane's slack, which the
+                  // next layer reads as its zero padding: zeroed again
+          float* d = dst + o0 * dplane + dpad;
+          fn(rows, plane_[l], ly.k, ly.cin, x, ly.w + o0, ly.cout, ly.bias + o0, act, d + x, dplane);
+          if (n < bw)
+            for (int o = 0; o < no; ++o) std::memset(d + o * dplane + W, 0, (std::size_t)(bw - n) * sizeof(float));
         }
       }
       o0 += no;
