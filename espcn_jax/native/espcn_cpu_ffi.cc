@@ -55,8 +55,15 @@ ffi::Error describe_forward(const char* name, ffi::Buffer<ffi::F32>& x, ffi::Buf
   return ffi::Error::Success();
 }
 
-ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::S32> valid, ffi::Buffer<ffi::F32> packed,
-                   ffi::ResultBuffer<ffi::F32> out, ffi::Span<const int64_t> kernel_sizes,
+// Tasks for the kernels' extra threads go to XLA's intra-op thread pool, which then has that many fewer free threads.
+Schedule pool_schedule(ffi::ThreadPool& pool, NetDesc* net) {
+  net->num_threads = std::max(1, std::min(net->num_threads, (int)pool.num_threads()));
+  return [&pool](std::function<void()> f) { pool.Schedule(std::move(f)); };
+}
+
+// The float32 forward pass; threads from XLA's pool.
+ffi::Error Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::S32> valid,
+                   ffi::Buffer<ffi::F32> packed, ffi::ResultBuffer<ffi::F32> out, ffi::Span<const int64_t> kernel_sizes,
                    ffi::Span<const int64_t> channels, int64_t activation, int64_t scale, int64_t num_threads,
                    int64_t winograd) {
   NetDesc net;
@@ -64,7 +71,8 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::S32> valid, ffi::Bu
                                   num_threads, &net);
   if (e.failure()) return e;
   net.winograd = (int)winograd;
-  if (espcn_forward(&net, packed.typed_data(), x.typed_data(), valid.typed_data(), out->typed_data()) != 0)
+  if (espcn_forward(&net, packed.typed_data(), x.typed_data(), valid.typed_data(), out->typed_data(),
+                    pool_schedule(pool, &net)) != 0)
     return ffi::Error::Internal("espcn_forward: unsupported layer configuration");
   return ffi::Error::Success();
 }
@@ -98,7 +106,8 @@ auto train_attrs(B&& binding) {
 
 }  // namespace
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(EspcnForward, Forward, forward_binding(ffi::Ffi::Bind()).Attr<int64_t>("winograd"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(EspcnForward, Forward,
+                              forward_binding(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>()).Attr<int64_t>("winograd"));
 
 
 
@@ -136,12 +145,6 @@ ffi::Error describe(const char* name, ffi::Buffer<ffi::F32>& x, ffi::Buffer<ffi:
 bool is_pre_ps(ffi::Span<const int64_t> d, const NetDesc& net) {  // (B, H, W, channels[L])
   return d.size() == 4 && d[0] == net.batch && d[1] == net.height && d[2] == net.width &&
          d[3] == net.channels[net.num_layers];
-}
-
-// Tasks for the kernels' extra threads go to XLA's intra-op thread pool, which then has that many fewer free threads.
-Schedule pool_schedule(ffi::ThreadPool& pool, NetDesc* net) {
-  net->num_threads = std::max(1, std::min(net->num_threads, (int)pool.num_threads()));
-  return [&pool](std::function<void()> f) { pool.Schedule(std::move(f)); };
 }
 
 ffi::Error TrainForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> packed, ffi::ResultBuffer<ffi::F32> y,

@@ -17,15 +17,14 @@
 // in espcn_cpu_blocks.h.
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstring>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "espcn_cpu_blocks.h"
 #include "espcn_cpu_kernel.h"
+#include "espcn_cpu_tasks.h"
 
 namespace {
 
@@ -39,6 +38,36 @@ struct Layer {
 };
 
 constexpr int kRingExtra = 6;
+constexpr int kHrBlock = 4 * kWinoTB;  // pixels of a block of Winograd tiles
+
+#if ESPCN_HAVE_SHUFFLE
+// Interleaving K streams of floats (out[K*p + s] = stream s [p], the depth-to-space of one HR row): output vector v
+// of K (pixels p0 .. p0+VL-1 of every stream) = a chain of K - 1 two-vector shuffles of the K stream vectors; idx[v]
+// holds its masks. Step k (1 .. K-1) takes lane m from stream k where output lane m belongs to it, keeps the lanes
+// chosen before (stream 0 in step 1), and takes anything for lanes of later streams.
+constexpr int kMaxHrK = 4;  // up to 4 streams: luma nets at x2, x3, x4 (RGB nets keep one store per value)
+struct HrShuffle {
+  std::vector<vi> idx;  // [K][kMaxHrK - 1]
+  HrShuffle() = default;
+  explicit HrShuffle(int K) : idx((std::size_t)K * (kMaxHrK - 1)) {
+    for (int v = 0; v < K; ++v)
+      for (int k = 1; k < K; ++k) {
+        vi& mask = idx[(std::size_t)v * (kMaxHrK - 1) + k - 1];
+        for (int m = 0; m < VL; ++m) {
+          const int g = v * VL + m, p = g / K, s = g % K;
+          mask[m] = s == k ? VL + p : (s < k ? (k == 1 ? p : m) : 0);
+        }
+      }
+  }
+};
+#else
+constexpr int kMaxHrK = 0;
+struct HrShuffle {
+  std::vector<int> idx;
+  HrShuffle() = default;
+  explicit HrShuffle(int) {}
+};
+#endif
 constexpr int kSlack = 4 * kMaxNP * VL + 16;  // a block may read/compute past the row's end
 
 // One thread's work: output rows [ys, ye) of one image.
@@ -63,6 +92,10 @@ class Band {
     vbuf_.resize((std::size_t)36 * vstride(wcin));
     mbuf_.resize((std::size_t)36 * kMaxNO * kWinoTB);
     const int r = net.scale, C = net.in_channels;
+    if (layers[L_ - 1].wino_m == 4 && r * C <= kMaxHrK && r * C >= 2) {
+      hr_ = HrShuffle(r * C);
+      hbuf_.resize((std::size_t)layers[L_ - 1].cout * 4 * kHrBlock);
+    }
     for (int ch = 0; ch < layers[L_ - 1].cout; ++ch) {  // depth-to-space offsets of the last layer's channels
       int c = ch % C, ij = ch / C, i = ij / r, j = ij % r;
       shuffle_.push_back(((std::size_t)i * r * net.width + j) * C + c);
@@ -203,7 +236,12 @@ class Band {
               for (int rr = 0; rr < 4; ++rr) y[rr][c] = activate(r[rr] + bias, last ? kActLinear : net_.activation);
             }
             const int n = std::min(4 * VL, W - x);
-            if (last) {  // depth-to-space: channel (i*r + jj)*C + cc of LR pixel (row, 4t + c) -> HR
+            if (last && !hr_.idx.empty()) {  // pixel order into hbuf_, interleaved into the HR rows below
+              for (int rr = 0; rr < 4; ++rr)
+                zip_phases(y[rr], hbuf_.data() + ((std::size_t)(o0 + o) * 4 + rr) * kHrBlock + q * 4 * VL);
+              continue;
+            }
+            if (last) {  // depth-to-space: channel (i*r + jj)*C + cc of LR pixel (row, 4t + c) -> HR, one by one
               const int r = net_.scale, C = net_.in_channels;
               for (int rr = 0; rr < 4 && j + rr < ye_; ++rr) {
                 float* base = out_ + (std::size_t)r * (j + rr) * r * W * C + shuffle_[o0 + o];
@@ -216,25 +254,55 @@ class Band {
               continue;
             }
             for (int rr = 0; rr < 4; ++rr) {
-              vf z01l = __builtin_shuffle(y[rr][0], y[rr][1], kZipLo);
-              vf z01h = __builtin_shuffle(y[rr][0], y[rr][1], kZipHi);
-              vf z23l = __builtin_shuffle(y[rr][2], y[rr][3], kZipLo);
-              vf z23h = __builtin_shuffle(y[rr][2], y[rr][3], kZipHi);
               float* d = dst[rr] + (o0 + o) * dplane + x;
               float t[4 * VL];
-              float* w = n == 4 * VL ? d : t;
-              storeu(w, __builtin_shuffle(z01l, z23l, kPairLo));
-              storeu(w + VL, __builtin_shuffle(z01l, z23l, kPairHi));
-              storeu(w + 2 * VL, __builtin_shuffle(z01h, z23h, kPairLo));
-              storeu(w + 3 * VL, __builtin_shuffle(z01h, z23h, kPairHi));
-              if (w == t) std::memcpy(d, t, n * sizeof(float));
+              zip_phases(y[rr], n == 4 * VL ? d : t);
+              if (n < 4 * VL) std::memcpy(d, t, n * sizeof(float));
             }
           }
         }
         o0 += no;
       }
+      if (last && !hr_.idx.empty()) write_hr(j, 4 * t0, std::min(nq * 4 * VL, W - 4 * t0));
     }
     if (!last) zero_outside(dst, 4, j, cout, dplane);
+  }
+
+  // The 4 column phases of a row of tiles (lane t of y[c]: pixel 4t + c) -> 4 vectors of consecutive pixels.
+  static void zip_phases(const vf* y, float* d) {
+    vf z01l = __builtin_shuffle(y[0], y[1], kZipLo), z01h = __builtin_shuffle(y[0], y[1], kZipHi);
+    vf z23l = __builtin_shuffle(y[2], y[3], kZipLo), z23h = __builtin_shuffle(y[2], y[3], kZipHi);
+    storeu(d, __builtin_shuffle(z01l, z23l, kPairLo));
+    storeu(d + VL, __builtin_shuffle(z01l, z23l, kPairHi));
+    storeu(d + 2 * VL, __builtin_shuffle(z01h, z23h, kPairLo));
+    storeu(d + 3 * VL, __builtin_shuffle(z01h, z23h, kPairHi));
+  }
+
+  // Depth-to-space of the last layer's output rows j .. j+3, pixels x0 .. x0+n-1, from hbuf_ (channel-planar, pixel
+  // order): HR row r*(j+rr) + i is K = r*C streams (channels i*K + s) interleaved, out[K*p + s] = stream s [p]; K
+  // vectors of a stream give K output vectors, each by a chain of K - 1 two-vector shuffles (hr_.idx).
+  void write_hr(int j, int x0, int n) {
+    const int r = net_.scale, C = net_.in_channels, K = r * C, W = net_.width;
+    for (int rr = 0; rr < 4 && j + rr < ye_; ++rr) {
+      for (int i = 0; i < r; ++i) {
+        float* row = out_ + ((std::size_t)(r * (j + rr) + i) * r * W + (std::size_t)r * x0) * C;
+        const float* src[kMaxHrK];
+        for (int s = 0; s < K; ++s) src[s] = hbuf_.data() + ((std::size_t)(i * K + s) * 4 + rr) * kHrBlock;
+        int p = 0;
+        for (; p + VL <= n; p += VL) {
+          vf st[kMaxHrK];
+          for (int s = 0; s < K; ++s) st[s] = loadu(src[s] + p);
+          for (int v = 0; v < K; ++v) {
+            const vi* idx = hr_.idx.data() + v * (kMaxHrK - 1);
+            vf acc = __builtin_shuffle(st[0], st[1], idx[0]);
+            for (int s = 2; s < K; ++s) acc = __builtin_shuffle(acc, st[s], idx[s - 1]);
+            storeu(row + (std::size_t)K * p + v * VL, acc);
+          }
+        }
+        for (; p < n; ++p)
+          for (int s = 0; s < K; ++s) row[(std::size_t)K * p + s] = src[s][p];
+      }
+    }
   }
 
   // Rows of a Winograd group outside [vy0, vy1) become zero rows, and columns outside [vx0, vx1) zeros.
@@ -321,6 +389,8 @@ class Band {
   std::vector<float> mbuf_;  // Winograd: products [36][NO][TB]
   const float zeros_[kMaxNO] = {};
   std::vector<std::size_t> shuffle_;
+  HrShuffle hr_;              // the last layer's depth-to-space by shuffles (empty: one store per value)
+  std::vector<float> hbuf_;  // its input: [cout][4 rows][kHrBlock] pixels of the tile block
 };
 
 }  // namespace
@@ -331,8 +401,8 @@ extern "C" const char* espcn_isa() { return ESPCN_ISA; }
 // every 3x3 layer as a direct convolution; Python says so once when it loads the library).
 extern "C" int espcn_has_winograd() { return ESPCN_HAVE_SHUFFLE; }
 
-extern "C" int espcn_forward(const NetDesc* net, const float* packed, const float* x,
-                                                   const int32_t* valid, float* out) {
+int espcn_forward(const NetDesc* net, const float* packed, const float* x, const int32_t* valid, float* out,
+                  const Schedule& schedule) {
   std::vector<Layer> layers;
   const float* p = packed;
   for (int l = 0; l < net->num_layers; ++l) {
@@ -360,20 +430,12 @@ extern "C" int espcn_forward(const NetDesc* net, const float* packed, const floa
   std::vector<std::pair<int, int>> items;
   for (int b = 0; b < B; ++b)
     for (int s = 0; s < bands; ++s) items.emplace_back(b, s);
-  std::atomic<int> next(0);
-  auto worker = [&]() {
-    for (int i = next++; i < (int)items.size(); i = next++) {
-      int b = items[i].first, s = items[i].second;
-      int ys = (int)((long)H * s / bands), ye = (int)((long)H * (s + 1) / bands);
-      Band band(*net, layers, x + (std::size_t)b * H * W * C, valid + 4 * b,
-                out + (std::size_t)b * H * W * C * r * r);
-      band.run(ys, ye);
-    }
-  };
-  T = std::min<int>(T, (int)items.size());
-  std::vector<std::thread> pool;
-  for (int t = 1; t < T; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& th : pool) th.join();
+  // Items claimed in turn by the calling thread and tasks on XLA's pool (threads that live between calls).
+  run_tasks((int)items.size(), T, schedule, [&](int i) {
+    int b = items[i].first, s = items[i].second;
+    int ys = (int)((long)H * s / bands), ye = (int)((long)H * (s + 1) / bands);
+    Band band(*net, layers, x + (std::size_t)b * H * W * C, valid + 4 * b, out + (std::size_t)b * H * W * C * r * r);
+    band.run(ys, ye);
+  });
   return 0;
 }

@@ -1,6 +1,7 @@
 // The interface between the FFI handler (espcn_cpu_ffi.cc) and the per-ISA kernels (espcn_cpu_kernel.cc).
 #pragma once
 #include <cstdint>
+#include <functional>
 
 enum { kActLinear = 0, kActTanh = 1, kActRelu = 2 };
 
@@ -18,8 +19,10 @@ struct NetDesc {
                  // CPU has AVX512_BF16 (espcn_train_has_bf16); 0 = float32
 };
 
-// Packed weights, layer after layer: kernel [k][k][cin][cout] (HWIO) then bias [cout]. Returns 0 on success.
-extern "C" int espcn_forward(const NetDesc* net, const float* packed, const float* x, const int32_t* valid,
-                             float* out);
+// Packed weights, layer after layer: kernel [k][k][cin][cout] (HWIO) then bias [cout]. Up to net->num_threads
+// threads: the calling one and tasks given to `schedule` (XLA's intra-op pool, from the FFI handler; espcn_cpu_train.h
+// says what it may do). Returns 0 on success.
+int espcn_forward(const NetDesc* net, const float* packed, const float* x, const int32_t* valid, float* out,
+                  const std::function<void(std::function<void()>)>& schedule);
 extern "C" const char* espcn_isa();  // "avx512", "avx2" or "generic": the vector width it was built for
 extern "C" int espcn_has_winograd();  // 1: Winograd compiled in (GCC); 0: direct convolution only (clang)
