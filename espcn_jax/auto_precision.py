@@ -7,7 +7,8 @@ and on Set14.
 The drift belongs to the weights, not to the kernel alone (the x2 t91 net loses 0.05 dB on Set5, the x2 best net
 0.01), so it is measured once per shipped file by `python scripts/measure_bf16_drift.py` into
 espcn_jax/pretrained/native_bf16_drift.json, keyed by `weights.fingerprint`. Weights not in it (a model you trained,
-an edited file) run in float32 until measured; `python -m espcn_jax.benchmark --weights FILE` prints their drift.
+an edited file), or in it with a null drift (a shipped file trained on a CPU without AMX, which could not measure
+it), run in float32 until measured; `python -m espcn_jax.benchmark --weights FILE` prints their drift.
 `upscale` and `benchmark` use this; `evaluate` scores in float32 always (a model's quality, not a kernel's).
 """
 
@@ -33,11 +34,11 @@ def measured() -> dict:
 def drift_of(params) -> tuple[float, float] | None:
   """native-bf16 minus float32 (dB) on (Set5, Set14) for these weights, if measured."""
   e = measured().get(weights.fingerprint(params))
-  return None if e is None else (e["set5"], e["set14"])
+  return None if e is None or e["set5"] is None or e["set14"] is None else (e["set5"], e["set14"])
 
 
 def within_budget(drift) -> bool:
-  return drift is not None and max(abs(d) for d in drift) <= inference.NATIVE_BF16_DRIFT_BUDGET_DB
+  return drift is not None and None not in drift and max(abs(d) for d in drift) <= inference.NATIVE_BF16_DRIFT_BUDGET_DB
 
 
 def method_for(params, spec, method: str = "auto", dtype=None) -> str:

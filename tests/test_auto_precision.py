@@ -63,6 +63,7 @@ def test_without_amx_auto_stays_float32(monkeypatch):
 def test_recorded_drift_is_what_the_kernel_gives():
   """The entry closest to the budget among those within it, re-measured on Set5."""
   entries = [e for e in auto_precision.measured().values() if auto_precision.within_budget((e["set5"], e["set14"]))]
+  assert entries
   e = max(entries, key=lambda e: abs(e["set5"]))
   scale, variant = e["file"][len("espcn_x"):-len(".safetensors")].split("_", 1)
   params, spec = weights.pretrained(int(scale), variant)
@@ -76,10 +77,24 @@ def test_upscale_runs_native_bf16_for_the_default_weights_and_float32_for_others
   src = tmp_path / "in.png"
   u8 = np.random.default_rng(0).integers(0, 256, (21, 30), np.uint8)
   Image.fromarray(u8).save(src)
-  for variant, method, other in (("best", "native-bf16", "native"), ("t91", "native", "native-bf16")):
-    out = tmp_path / f"{variant}.png"  # x2: best is within the budget, t91 over it
-    assert upscale.main([str(src), "-o", str(out), "--scale", "2", "--variant", variant, "--quiet"]) == 0
-    params, spec = weights.pretrained(2, variant)
+  # x3 best is within the budget, x2 t91 over it
+  for scale, variant, method, other in ((3, "best", "native-bf16", "native"), (2, "t91", "native", "native-bf16")):
+    out = tmp_path / f"{variant}.png"
+    assert upscale.main([str(src), "-o", str(out), "--scale", str(scale), "--variant", variant, "--quiet"]) == 0
+    params, spec = weights.pretrained(scale, variant)
     want = inference.Upscaler(params, spec, method=method).image(u8)
     np.testing.assert_array_equal(np.asarray(Image.open(out)), want, err_msg=variant)
     assert not np.array_equal(inference.Upscaler(params, spec, method=other).image(u8), want)  # they differ here
+
+
+def test_an_entry_with_null_drift_runs_float32(monkeypatch):
+  """A shipped file trained on a CPU without AMX is recorded with a null drift: `auto` keeps float32 for it."""
+  params = weights.pretrained(3, "best")[0]
+  fp = weights.fingerprint(params)
+  monkeypatch.setattr(auto_precision, "measured", lambda: {fp: {"file": "x", "fingerprint": fp, "set5": None,
+                                                               "set14": None}})
+  monkeypatch.setattr(auto_precision.inference, "resolve_method", lambda m, d=None: "native-bf16")
+  monkeypatch.setattr(auto_precision.native, "bf16_takes", lambda spec: True)
+  assert auto_precision.drift_of(params) is None
+  assert not auto_precision.within_budget((None, None)) and not auto_precision.within_budget((0.001, None))
+  assert auto_precision.method_for(params, model.Spec(scale=3)) == "auto"
