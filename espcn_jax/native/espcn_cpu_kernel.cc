@@ -1,15 +1,17 @@
-// ESPCN forward pass on the CPU: every layer fused, row by row, in cache. Built on the user's machine at first use
-// by espcn_jax/native (g++ -O3 -march=native), so the vectors are as wide as the CPU's: 16 floats with AVX-512,
-// 8 with AVX2, 4 otherwise.
+// ESPCN forward pass on the CPU: every layer fused, row by row, in cache. Built by setup.py once per instruction-set
+// variant (-march=x86-64-v4, v3, ...; the best one the CPU runs is loaded), so the vectors are as wide as the
+// variant's: 16 floats with AVX-512, 8 with AVX2, 4 otherwise.
 //
 // The net: L convolutions (odd k x k, SAME zero padding, NHWC), an activation after every layer but the last, and
 // the periodic shuffle (depth-to-space, "DCR": channel (i*r + j)*C + c -> pixel (r*y + i, r*x + j), colour c) on
 // the last. `valid` (y0, y1, x0, x1) per image zeroes the input and every hidden activation outside that rectangle,
 // exactly as espcn_jax.inference.forward does (exact bucket padding and tiles).
 //
-// Schedule: each thread owns a band of output rows of one image. A layer's output row is computed when the next
+// Schedule: work items of (image, band of output rows), claimed in turn by the calling thread and tasks on XLA's
+// intra-op thread pool; an item computes its band alone. A layer's output row is computed when the next
 // layer first needs it (demand-driven), into a ring of k_next rows, so each activation row is computed once per
-// band and all live data (a few rows per layer) stays in L1/L2. Rows are channel-planar; a row is computed in
+// band and all live data is a few rows per layer (in cache, though the 64-plane ring of a 640-wide frame is ~2 MB:
+// L2 plus L3 on most CPUs). Rows are channel-planar; a row is computed in
 // blocks of NO output channels x NP vectors of VL pixels held in registers (direct convolution, HWIO weights
 // broadcast), so every vector lane does useful work whatever the channel counts (9 outputs at x3 included).
 //
