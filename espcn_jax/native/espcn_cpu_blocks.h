@@ -8,6 +8,10 @@
 
 #include "espcn_cpu_kernel.h"
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #if defined(__AVX512F__)
 #define ESPCN_VL 16
 #define ESPCN_ACC 24  // of 32 zmm registers
@@ -34,6 +38,9 @@ inline vf loadu(const float* p) {
   return v;
 }
 inline void storeu(float* p, vf v) { std::memcpy(p, &v, sizeof v); }
+// s in every lane: one broadcast (from memory, or folded into the FMA with AVX-512). `(vf){} + s` would be a scalar
+// add of +0.0 and then a register broadcast, as 0 + s is not s for s = -0.0: two extra instructions per use.
+inline vf splat(float s) { return s - (vf){}; }
 
 // tanh as a clamped odd rational function (13/6), max abs error ~1e-7 on float32 (the form XLA/Eigen use):
 // tanh(x) = p / q for x clamped to +-kTanhClamp (tanh_pq), and x itself for |x| < 0.0004.
@@ -85,7 +92,7 @@ void conv_block(const float* const* rows, std::size_t plane, int k, int cin, int
 #pragma GCC unroll 16
   for (int o = 0; o < NO; ++o) {
 #pragma GCC unroll 4
-    for (int q = 0; q < NP; ++q) acc[o][q] = (vf){} + bias[o];
+    for (int q = 0; q < NP; ++q) acc[o][q] = splat(bias[o]);
   }
   for (int ky = 0; ky < k; ++ky) {
     for (int kx = 0; kx < k; ++kx) {
@@ -98,7 +105,7 @@ void conv_block(const float* const* rows, std::size_t plane, int k, int cin, int
         const float* wo = wt + (std::size_t)ic * cout;
 #pragma GCC unroll 16
         for (int o = 0; o < NO; ++o) {
-          vf wb = (vf){} + wo[o];
+          vf wb = splat(wo[o]);
 #pragma GCC unroll 4
           for (int q = 0; q < NP; ++q) acc[o][q] += wb * xin[q];
         }
@@ -131,7 +138,14 @@ inline BlockFn block_fn(int no) {
 
 // Winograd F(4x4, 3x3) (Lavin & Gray 2016) for 3x3 layers with >= 8 inputs: 36 products per 4x4 outputs instead of
 // 144. Tiles are vectorised VL at a time; a tile's input columns 4t..4t+5 come from 4-way deinterleaved loads.
-constexpr int kWinoNP = 2;                 // tile vectors per block
+// Tile vectors per block: 2 (x up to 12 output channels) with 32 registers; 3 (x 4 channels) with 16, where a
+// block's 12 accumulators then need 4 weight broadcasts per input channel instead of 6 (x 2 tile vectors).
+#if ESPCN_VL == 8
+constexpr int kWinoNP = 3;
+#else
+constexpr int kWinoNP = 2;
+#endif
+constexpr int kWinoNO = ACC / kWinoNP;     // output channels per block
 constexpr int kWinoTB = kWinoNP * VL;      // tiles per block
 // The deinterleaving uses GCC's __builtin_shuffle; without it (clang) the Winograd path is left out, the 3x3 layers
 // run as direct convolutions, and espcn_has_winograd() returns 0 (Python prints a one-line note when it loads).
@@ -164,23 +178,79 @@ const vi kPairHi = {2, 3, 6, 7};
 #define ESPCN_HAVE_SHUFFLE 0
 #endif
 
+#if ESPCN_HAVE_SHUFFLE
+// Columns of VL Winograd tiles (tile t: floats p[4t .. 4t+5]; lanes are tiles): d[i][t] = p[4t + i], i < 6.
+// With AVX2 a two-source shuffle across the two 128-bit lanes is three instructions, so there the 4-way
+// deinterleave is a 4x4 transpose inside each lane (tiles 0-3 in one, 4-7 in the other: unpacks and shuffles of
+// one cycle) of vectors loaded half by half, and columns 4, 5 are columns 0, 1 moved one tile down.
+inline void tile_columns(const float* p, vf* d) {
+#if ESPCN_VL == 8 && defined(__AVX2__)
+  auto halves = [p](int a) { return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(p + a)), _mm_loadu_ps(p + a + 16), 1); };
+  const __m256 t0 = halves(0), t1 = halves(4), t2 = halves(8), t3 = halves(12);  // tiles (0, 4), (1, 5), ...
+  const __m256 lo01 = _mm256_unpacklo_ps(t0, t1), hi01 = _mm256_unpackhi_ps(t0, t1);
+  const __m256 lo23 = _mm256_unpacklo_ps(t2, t3), hi23 = _mm256_unpackhi_ps(t2, t3);
+  const __m256 c0 = _mm256_shuffle_ps(lo01, lo23, 0x44), c1 = _mm256_shuffle_ps(lo01, lo23, 0xEE);
+  d[0] = c0, d[1] = c1, d[2] = _mm256_shuffle_ps(hi01, hi23, 0x44), d[3] = _mm256_shuffle_ps(hi01, hi23, 0xEE);
+  const __m256i down = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+  d[4] = _mm256_blend_ps(_mm256_permutevar8x32_ps(c0, down), _mm256_broadcast_ss(p + 32), 0x80);
+  d[5] = _mm256_blend_ps(_mm256_permutevar8x32_ps(c1, down), _mm256_broadcast_ss(p + 33), 0x80);
+#else
+  const float* p4 = p + 4;
+  vf e01 = __builtin_shuffle(loadu(p), loadu(p + VL), kEven);
+  vf o01 = __builtin_shuffle(loadu(p), loadu(p + VL), kOdd);
+  vf e23 = __builtin_shuffle(loadu(p + 2 * VL), loadu(p + 3 * VL), kEven);
+  vf o23 = __builtin_shuffle(loadu(p + 2 * VL), loadu(p + 3 * VL), kOdd);
+  d[0] = __builtin_shuffle(e01, e23, kEven), d[2] = __builtin_shuffle(e01, e23, kOdd);
+  d[1] = __builtin_shuffle(o01, o23, kEven), d[3] = __builtin_shuffle(o01, o23, kOdd);
+  vf f01 = __builtin_shuffle(loadu(p4), loadu(p4 + VL), kEven);
+  vf g01 = __builtin_shuffle(loadu(p4), loadu(p4 + VL), kOdd);
+  vf f23 = __builtin_shuffle(loadu(p4 + 2 * VL), loadu(p4 + 3 * VL), kEven);
+  vf g23 = __builtin_shuffle(loadu(p4 + 2 * VL), loadu(p4 + 3 * VL), kOdd);
+  d[4] = __builtin_shuffle(f01, f23, kEven), d[5] = __builtin_shuffle(g01, g23, kEven);
+#endif
+}
+
+// The inverse for outputs: the 4 column phases of VL tiles (lane t of y[c]: pixel 4t + c) -> 4 vectors of
+// consecutive pixels at d (AVX2: the in-lane transpose, then the 128-bit halves put in pixel order).
+inline void zip_phases(const vf* y, float* d) {
+#if ESPCN_VL == 8 && defined(__AVX2__)
+  const __m256 lo01 = _mm256_unpacklo_ps(y[0], y[1]), hi01 = _mm256_unpackhi_ps(y[0], y[1]);
+  const __m256 lo23 = _mm256_unpacklo_ps(y[2], y[3]), hi23 = _mm256_unpackhi_ps(y[2], y[3]);
+  const __m256 a = _mm256_shuffle_ps(lo01, lo23, 0x44), b = _mm256_shuffle_ps(lo01, lo23, 0xEE);  // tiles 0|4, 1|5
+  const __m256 c = _mm256_shuffle_ps(hi01, hi23, 0x44), e = _mm256_shuffle_ps(hi01, hi23, 0xEE);  // tiles 2|6, 3|7
+  _mm256_storeu_ps(d, _mm256_permute2f128_ps(a, b, 0x20));
+  _mm256_storeu_ps(d + 8, _mm256_permute2f128_ps(c, e, 0x20));
+  _mm256_storeu_ps(d + 16, _mm256_permute2f128_ps(a, b, 0x31));
+  _mm256_storeu_ps(d + 24, _mm256_permute2f128_ps(c, e, 0x31));
+#else
+  vf z01l = __builtin_shuffle(y[0], y[1], kZipLo), z01h = __builtin_shuffle(y[0], y[1], kZipHi);
+  vf z23l = __builtin_shuffle(y[2], y[3], kZipLo), z23h = __builtin_shuffle(y[2], y[3], kZipHi);
+  storeu(d, __builtin_shuffle(z01l, z23l, kPairLo));
+  storeu(d + VL, __builtin_shuffle(z01l, z23l, kPairHi));
+  storeu(d + 2 * VL, __builtin_shuffle(z01h, z23h, kPairLo));
+  storeu(d + 3 * VL, __builtin_shuffle(z01h, z23h, kPairHi));
+#endif
+}
+#endif
+
 // Floats between the 16 transformed planes: padded by a cache line so the 16 store streams do not share cache sets.
 inline std::size_t vstride(int cin) { return (std::size_t)cin * kWinoTB + 16; }
 
-template <int NO, int NP>
-BlockFn wino_block_for() { return conv_block<NO, NP>; }
+template <int NP>
+BlockFn wino_block_row(int no) {
+  static const BlockFn fns[13] = {nullptr,           conv_block<1, NP>,  conv_block<2, NP>,  conv_block<3, NP>,
+                                  conv_block<4, NP>, conv_block<5, NP>,  conv_block<6, NP>,  conv_block<7, NP>,
+                                  conv_block<8, NP>, conv_block<9, NP>,  conv_block<10, NP>, conv_block<11, NP>,
+                                  conv_block<12, NP>};
+  return fns[no];
+}
 
-// NO output channels x NP (1 .. kWinoNP) vectors of tiles.
+// NO (1 .. kWinoNO) output channels x NP (1 .. kWinoNP) vectors of tiles.
 inline BlockFn wino_block_fn(int no, int np) {
-  static_assert(kWinoNP == 2, "one table per tile-vector count");
-  static const BlockFn fns[2][13] = {
-      {nullptr, wino_block_for<1, 1>(), wino_block_for<2, 1>(), wino_block_for<3, 1>(), wino_block_for<4, 1>(),
-       wino_block_for<5, 1>(), wino_block_for<6, 1>(), wino_block_for<7, 1>(), wino_block_for<8, 1>(),
-       wino_block_for<9, 1>(), wino_block_for<10, 1>(), wino_block_for<11, 1>(), wino_block_for<12, 1>()},
-      {nullptr, wino_block_for<1, 2>(), wino_block_for<2, 2>(), wino_block_for<3, 2>(), wino_block_for<4, 2>(),
-       wino_block_for<5, 2>(), wino_block_for<6, 2>(), wino_block_for<7, 2>(), wino_block_for<8, 2>(),
-       wino_block_for<9, 2>(), wino_block_for<10, 2>(), wino_block_for<11, 2>(), wino_block_for<12, 2>()}};
-  return fns[np - 1][no];
+  static_assert(kWinoNO <= 12 && kWinoNP <= 3, "the tables list up to 12 channels and 3 tile vectors");
+  if (np == 1) return wino_block_row<1>(no);
+  if (np == 2) return wino_block_row<2>(no);
+  return wino_block_row<kWinoNP>(no);
 }
 
 // U = G g G^T for every (ic, oc): [36][cin][cout], from HWIO 3x3 weights (F(4x4, 3x3)).
@@ -223,9 +293,10 @@ inline void at6(const vf* m, vf* y) {
   y[0] = m[0] + a + c, y[1] = b + 2.0f * d, y[2] = a + 4.0f * c, y[3] = b + 8.0f * d + m[5];
 }
 
-// cout split into near-equal chunks of at most kMaxNO channels (64 -> 6 x 11ish, 32 -> 3 x 11ish, 9 -> 9).
-inline std::vector<int> chunks(int cout) {
-  int n = (cout + kMaxNO - 1) / kMaxNO;
+// cout split into near-equal chunks of at most `most` channels (kMaxNO = 12: 64 -> 6 x 11ish, 32 -> 3 x 11ish,
+// 9 -> 9).
+inline std::vector<int> chunks(int cout, int most = kMaxNO) {
+  int n = (cout + most - 1) / most;
   std::vector<int> c;
   for (int i = 0; i < n; ++i) c.push_back(cout * (i + 1) / n - cout * i / n);
   return c;

@@ -432,7 +432,7 @@ class Item {
           const float* src = irow + ky * rs + (std::size_t)c * wi_ + gx + kx;
 #pragma GCC unroll 8
           for (int p = 0; p < kNP0; ++p) {
-            const vf s = (vf){} + src[p];
+            const vf s = splat(src[p]);
             for (int v = 0; v < NV; ++v) acc[p][v] += s * wv[v];
           }
         }

@@ -92,7 +92,7 @@ class Band {
     int wcin = 0;
     for (const Layer& ly : layers) wcin = std::max(wcin, ly.wino.empty() ? 0 : ly.cin);
     vbuf_.resize((std::size_t)36 * vstride(wcin));
-    mbuf_.resize((std::size_t)36 * kMaxNO * kWinoTB);
+    mbuf_.resize((std::size_t)36 * kWinoNO * kWinoTB);
     const int r = net.scale, C = net.in_channels;
     if (layers[L_ - 1].wino_m == 4 && r * C <= kMaxHrK && r * C >= 2) {
       hr_ = HrShuffle(r * C);
@@ -187,20 +187,8 @@ class Band {
         for (int q = 0; q < nq; ++q) {
           vf u[6][6];
           for (int i = 0; i < 6; ++i) {
-            const float* p = rows[i] + ic * plane + 4 * (t0 + q * VL);
-            const float* p4 = p + 4;
             vf d[6];
-            vf e01 = __builtin_shuffle(loadu(p), loadu(p + VL), kEven);
-            vf o01 = __builtin_shuffle(loadu(p), loadu(p + VL), kOdd);
-            vf e23 = __builtin_shuffle(loadu(p + 2 * VL), loadu(p + 3 * VL), kEven);
-            vf o23 = __builtin_shuffle(loadu(p + 2 * VL), loadu(p + 3 * VL), kOdd);
-            d[0] = __builtin_shuffle(e01, e23, kEven), d[2] = __builtin_shuffle(e01, e23, kOdd);
-            d[1] = __builtin_shuffle(o01, o23, kEven), d[3] = __builtin_shuffle(o01, o23, kOdd);
-            vf f01 = __builtin_shuffle(loadu(p4), loadu(p4 + VL), kEven);
-            vf g01 = __builtin_shuffle(loadu(p4), loadu(p4 + VL), kOdd);
-            vf f23 = __builtin_shuffle(loadu(p4 + 2 * VL), loadu(p4 + 3 * VL), kEven);
-            vf g23 = __builtin_shuffle(loadu(p4 + 2 * VL), loadu(p4 + 3 * VL), kOdd);
-            d[4] = __builtin_shuffle(f01, f23, kEven), d[5] = __builtin_shuffle(g01, g23, kEven);
+            tile_columns(rows[i] + ic * plane + 4 * (t0 + q * VL), d);
             bt6(d, u[i]);
           }
           float* v = V + (std::size_t)ic * kWinoTB + q * VL;
@@ -221,7 +209,7 @@ class Band {
         }
         // Y = A^T M A per tile, + bias, activation; lanes are tiles: zip the 4 column phases into pixels
         for (int o = 0; o < no; ++o) {
-          const vf bias = (vf){} + ly.bias[o0 + o];
+          const vf bias = splat(ly.bias[o0 + o]);
           for (int q = 0; q < nq; ++q) {
             const int x = 4 * (t0 + q * VL);
             if (x >= W) break;
@@ -268,16 +256,6 @@ class Band {
       if (last && !hr_.idx.empty()) write_hr(j, 4 * t0, std::min(nq * 4 * VL, W - 4 * t0));
     }
     if (!last) zero_outside(dst, 4, j, cout, dplane);
-  }
-
-  // The 4 column phases of a row of tiles (lane t of y[c]: pixel 4t + c) -> 4 vectors of consecutive pixels.
-  static void zip_phases(const vf* y, float* d) {
-    vf z01l = __builtin_shuffle(y[0], y[1], kZipLo), z01h = __builtin_shuffle(y[0], y[1], kZipHi);
-    vf z23l = __builtin_shuffle(y[2], y[3], kZipLo), z23h = __builtin_shuffle(y[2], y[3], kZipHi);
-    storeu(d, __builtin_shuffle(z01l, z23l, kPairLo));
-    storeu(d + VL, __builtin_shuffle(z01l, z23l, kPairHi));
-    storeu(d + 2 * VL, __builtin_shuffle(z01h, z23h, kPairLo));
-    storeu(d + 3 * VL, __builtin_shuffle(z01h, z23h, kPairHi));
   }
 
   // Depth-to-space of the last layer's output rows j .. j+3, pixels x0 .. x0+n-1, from hbuf_ (channel-planar, pixel
@@ -422,6 +400,7 @@ int espcn_forward(const NetDesc* net, const float* packed, const float* x, const
     if (ESPCN_HAVE_SHUFFLE && net->winograd && ly.k == 3 && ly.cin >= 8) {
       ly.wino_m = 4;
       ly.wino = winograd_weights(ly.w, ly.cin, ly.cout);
+      ly.chunks = chunks(ly.cout, kWinoNO);
     }
     layers.push_back(std::move(ly));
   }

@@ -93,7 +93,7 @@ void conv_px(const float* in0, std::size_t pitch, int in_cs, int k, int cin, con
         for (int v = 0; v < NV; ++v) wv[v] = loadu(wp + (std::size_t)ci * wstride + v * VL);
 #pragma GCC unroll 24
         for (int p = 0; p < NP; ++p) {
-          vf s = (vf){} + ip[(std::size_t)p * in_cs + ci];
+          vf s = splat(ip[(std::size_t)p * in_cs + ci]);
 #pragma GCC unroll 4
           for (int v = 0; v < NV; ++v) acc[p][v] += s * wv[v];
         }
@@ -223,7 +223,7 @@ void wgrad_px(const Img& in, int k, std::size_t off, const Img& dz, int vbase, f
       for (int v = 0; v < NV; ++v) d[v] = loadu(dp + v * VL);
 #pragma GCC unroll 24
       for (int j = 0; j < NI; ++j) {
-        vf s = (vf){} + ip[j];
+        vf s = splat(ip[j]);
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[j][v] += s * d[v];
       }
