@@ -59,6 +59,9 @@ def _check_config(cfg: dict, num_devices: int) -> None:
     raise ConfigValueError(f"early_stop_metric must be train_loss or val_psnr, got {cfg['early_stop_metric']!r}")
   if cfg["loss"] not in ("mse", "l1", "charbonnier"):
     raise ConfigValueError(f"loss must be mse, l1 or charbonnier, got {cfg['loss']!r}")
+  if cfg["loss_margin"] < 0 or 2 * cfg["loss_margin"] >= cfg["data"]["lr_patch"]:
+    raise ConfigValueError(f"loss_margin ({cfg['loss_margin']}) must be >= 0 and leave pixels of the "
+                           f"{cfg['data']['lr_patch']}x{cfg['data']['lr_patch']} LR patch inside")
   if any(not 0 < float(f) < 1 for f in cfg["data"]["scale_augment"]):
     raise ConfigValueError(f"data.scale_augment factors must lie in (0, 1), got {tuple(cfg['data']['scale_augment'])}")
   if (cfg["reparam"]["branches"] or cfg["init_from"]) and cfg["model"]["kind"] != "espcn":

@@ -89,10 +89,14 @@ def pixel_loss(sr, hr, kind: str = "mse", eps: float = 1e-3):
 
 def make_train_step(spec: model.Spec, tx: optax.GradientTransformationExtraArgs, *, degrade_fn: Callable,
                     dtype=None, native: bool = False, native_bf16: bool = False, loss: str = "mse",
-                    charbonnier_eps: float = 1e-3, param_map: Callable | None = None) -> Callable:
+                    charbonnier_eps: float = 1e-3, param_map: Callable | None = None,
+                    loss_margin: int = 0) -> Callable:
   """Returns the pure `train_step(state, hr_BxHxWxC) -> (state, {"loss": scalar})`.
 
-  `loss`: see `pixel_loss`. `param_map`: the state's params -> the net's plain params, inside the differentiated
+  `loss`: see `pixel_loss`. `loss_margin`: LR pixels at each edge of the patch whose HR outputs are left out of the
+  loss (0: the whole patch). Those outputs see the patch's edges, which a whole image does not have there: the
+  degradation's kernel reflected at the HR patch's edge (2 LR pixels for bicubic) and the net's zero padding (2 + 1
+  + 1 = 4 LR pixels for 5-3-3), so a margin of 6 leaves only outputs computed as inside a whole image. `param_map`: the state's params -> the net's plain params, inside the differentiated
   function (e.g. `reparam.merge`: the branches get their gradients through it); None: the state holds plain params.
 
   `dtype` is the model's compute dtype (None: float32). `native`: the net's forward and backward pass by the C++
@@ -102,7 +106,10 @@ def make_train_step(spec: model.Spec, tx: optax.GradientTransformationExtraArgs,
   """
   if loss not in LOSSES:
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-  to_net, loss_kind = param_map or (lambda p: p), loss
+  if loss_margin < 0:
+    raise ValueError(f"loss_margin must be >= 0, got {loss_margin}")
+  to_net, loss_kind, m = param_map or (lambda p: p), loss, loss_margin * spec.scale
+  crop = (lambda x: x) if m == 0 else (lambda x_BxHxWxC: x_BxHxWxC[:, m:-m, m:-m, :])
   if native:
     from espcn_jax.native import training  # bottom layer, like the model; imported only when used
     if dtype not in (None, jnp.float32, "float32"):
@@ -116,7 +123,7 @@ def make_train_step(spec: model.Spec, tx: optax.GradientTransformationExtraArgs,
     lr = jax.lax.stop_gradient(degrade_fn(hr))
 
     def loss_fn(params):
-      return pixel_loss(forward(to_net(params), lr), hr, loss_kind, charbonnier_eps)
+      return pixel_loss(crop(forward(to_net(params), lr)), crop(hr), loss_kind, charbonnier_eps)
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, value=loss)

@@ -148,3 +148,5 @@ def test_init_from_with_branches_starts_from_those_weights_and_exports_one_kerne
   assert "unknown re-parameterization branch 'nope'" in capsys.readouterr().err
   assert _run(tmp_path / "bad", "--config.data.scale_augment=(1.2,)") == 2
   assert "scale_augment factors must lie in (0, 1)" in capsys.readouterr().err
+  assert _run(tmp_path / "bad", "--config.loss_margin=9", "--config.data.lr_patch=17") == 2
+  assert "loss_margin (9) must be >= 0 and leave pixels of the 17x17 LR patch inside" in capsys.readouterr().err

@@ -202,3 +202,23 @@ def test_step_trains_the_branches_through_param_map():
   assert losses[-1] < 0.35 * losses[0]
   assert float(jnp.abs(state.params["conv1"]["k1x1"]).max()) > 0
   assert float(jnp.abs(state.params["conv3"]["squeeze"]).max()) > 0
+
+
+def test_loss_margin_scores_only_the_patch_interior():
+  """loss_margin=m: the step's loss is the MSE over the HR outputs of LR pixels m .. P-m-1 of the patch (m * scale HR
+  pixels cut from each edge), computed from the same forward pass."""
+  params = model.init(jax.random.PRNGKey(0), SPEC)
+  tx = optim.make(params, learning_rate=1e-3, min_learning_rate=1e-5, steps_per_epoch=5)
+  state = ts.create_state(jax.random.PRNGKey(1), SPEC, tx, params=params)
+  hr = _smooth_batch(size=24)  # 12x12 LR patches
+  degrade = image_ops.make_degrade(2)
+  sr = model.apply(params, degrade(hr), SPEC)
+  for m in (0, 1, 3):
+    step = ts.make_train_step(SPEC, tx, degrade_fn=degrade, loss_margin=m)
+    _, metrics = jax.jit(step)(state, hr)
+    c = slice(2 * m, 24 - 2 * m)
+    np.testing.assert_allclose(float(metrics["loss"]), float(jnp.mean((sr - hr)[:, c, c] ** 2)), rtol=1e-5)
+  whole, inner = (float(jnp.mean((sr - hr)[:, c, c] ** 2)) for c in (slice(0, 24), slice(6, 18)))
+  assert abs(whole - inner) > 0.01 * whole  # the edges differ, so cutting them changes the loss
+  with pytest.raises(ValueError, match="loss_margin"):
+    ts.make_train_step(SPEC, tx, degrade_fn=degrade, loss_margin=-1)

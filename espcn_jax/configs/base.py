@@ -65,6 +65,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.max_minutes = 0.0
   c.loss = "mse"  # "mse" (the paper), "l1" or "charbonnier" (sqrt(d^2 + charbonnier_eps^2))
   c.charbonnier_eps = 1e-3
+  # LR pixels at each edge of a patch whose HR outputs the loss leaves out: 0 (the whole patch) or e.g. 6 (2 of the
+  # bicubic degradation's reflected edge + 4 of the 5-3-3 net's zero padding). 6 measured ~1 dB worse at x3: test
+  # images have edges too, and the net no longer learns them (REPRODUCTION.md, the ablation's notes)
+  c.loss_margin = 0
   # Training-only extra linear branches per convolution, merged into the one kernel of each layer for validation
   # and export (espcn_jax/reparam.py): "" or names joined by "+" from "1x1", "asym", "expand"
   c.reparam = ml_collections.ConfigDict({"branches": "", "expand": 2})
