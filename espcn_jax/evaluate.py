@@ -163,32 +163,45 @@ def load_compare(names, scale: int) -> list:
   return out
 
 
-def make_report(args, scale: int, params, spec, weight_file, compare=()) -> list[str]:
-  """--report: the HTML report of the same data sets (scored again, keeping the crops) and of --runs.
-
-  Returns the one-line messages of the --runs that could not be read (printed here); bad images and folders were
-  already reported by the evaluation and are listed in the page.
-  """
+def report_models(params, spec, weight_file, compare=()) -> tuple[dict, dict, str | None]:
+  """--report: ({label: (params, spec)}, {label: weight-file meta}, the label of the evaluated model or None)."""
   from espcn_jax import report
-  models, meta = {}, {}
+  models, meta, label = {}, {}, None
   if params is not None:
     label = report.model_label(weight_file)
     models[label] = (params, spec)
     meta[label] = weights.load(weight_file)[2]
   for path, (p, s, m) in compare:
-    label = report.model_label(path)
-    label = label if label not in models else f"{label} #{len(models) + 1}"
-    models[label], meta[label] = (p, s), m
-  datasets, page_errors = [], []
-  for name in args.data:
-    try:
-      ds, folder = resolve_data(name)
-    except image_files.ImageError as e:
-      page_errors.append(str(e))
-      continue
-    datasets.append(report.evaluate_dataset(folder, scale, models, args.report, dataset=ds, model_meta=meta,
-                                            degradation=args.degradation, sigma=args.sigma,
-                                            kernel_size=args.kernel_size, progress=True))
+    name = report.model_label(path)
+    name = name if name not in models else f"{name} #{len(models) + 1}"
+    models[name], meta[name] = (p, s), m
+  return models, meta, label
+
+
+def _methods(label: str | None) -> list[tuple[str, str]]:
+  """(evaluate's method name, the report's label) of bicubic and of the evaluated model, if any."""
+  return [("bicubic", "bicubic")] + ([("espcn", label)] if label is not None else [])
+
+
+def summary_rows(ds, label: str | None) -> list[dict]:
+  """A report's scored data set -> evaluate_folder's rows for bicubic and the model `label` (the same protocol: the
+  report scores each image once, keeping its crops)."""
+  if not ds.rows:
+    return []
+  out = []
+  for method, key in _methods(label):
+    s = [r["scores"][key] for r in ds.rows]
+    out.append({"dataset": ds.dataset, "scale": ds.scale, "method": method, "psnr": float(np.mean([v[0] for v in s])),
+                "ssim": float(np.mean([v[1] for v in s])), "images": len(s)})
+  return out
+
+
+def write_report(args, scale: int, datasets: list, page_errors: list[str], params, weight_file,
+                 compare=()) -> list[str]:
+  """--report: the HTML page of the scored data sets and of --runs. Returns the one-line messages of the --runs that
+  could not be read (printed here); bad images and folders were reported by the evaluation and are listed in the
+  page."""
+  from espcn_jax import report
   runs = [report.load_run(r) for r in args.runs]
   for r in runs:
     if r.error:
@@ -258,18 +271,37 @@ def main(argv) -> int:
   errors: list[str] = []
   results: list[dict] = []
   per_image: list[dict] | None = [] if args.per_image else None
+  if args.report:  # scored once, with the crops the page shows
+    from espcn_jax import report
+    models, meta, label = report_models(params, spec, weight_file, compare)
+  datasets, page_errors = [], []
   for name in args.data:
     try:
       ds, folder = resolve_data(name)
-      n_err = len(errors)
-      results += evaluate_folder(folder, scale, params=params, spec=spec, dataset=ds, degradation=args.degradation,
-                                 sigma=args.sigma, kernel_size=args.kernel_size, errors=errors,
-                                 progress=True, per_image=per_image)
-      for msg in errors[n_err:]:
-        print(f"error: {msg}", file=sys.stderr)
     except image_files.ImageError as e:
       errors.append(str(e))
+      page_errors.append(str(e))
       print(f"error: {e}", file=sys.stderr)
+      continue
+    n_err = len(errors)
+    deg = dict(degradation=args.degradation, sigma=args.sigma, kernel_size=args.kernel_size)
+    if args.report:
+      scored = report.evaluate_dataset(folder, scale, models, args.report, dataset=ds, model_meta=meta,
+                                       progress=True, **deg)
+      datasets.append(scored)
+      errors += scored.errors
+      results += summary_rows(scored, label)
+      for r in scored.rows if per_image is not None else ():
+        per_image += [{"file": r["file"], "method": m, "psnr": r["scores"][k][0], "ssim": r["scores"][k][1]}
+                      for m, k in _methods(label)]
+    else:
+      try:
+        results += evaluate_folder(folder, scale, params=params, spec=spec, dataset=ds, errors=errors, progress=True,
+                                   per_image=per_image, **deg)
+      except image_files.ImageError as e:
+        errors.append(str(e))
+    for msg in errors[n_err:]:
+      print(f"error: {msg}", file=sys.stderr)
   if per_image:
     for r in per_image:
       print(f"{r['file']}  {r['method']:<8} PSNR {r['psnr']:.3f}  SSIM {r['ssim']:.4f}")
@@ -283,7 +315,7 @@ def main(argv) -> int:
       print(f"error: {args.json}: cannot write the results ({e.strerror or e})", file=sys.stderr)
       return cli.FAILED
   if args.report:
-    errors += make_report(args, scale, params, spec, weight_file, compare)
+    errors += write_report(args, scale, datasets, page_errors, params, weight_file, compare)
   if errors:
     print(f"{len(errors)} error(s); see above", file=sys.stderr)
     return cli.FAILED

@@ -1,13 +1,14 @@
 """The evaluation protocol: published bicubic baselines, model scoring, the CLI end to end, bad inputs."""
 
 import json
+import pathlib
 
 import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from espcn_jax import evaluate, image_ops, metrics, model, weights
+from espcn_jax import evaluate, image_ops, metrics, model, validation, weights
 
 # Published bicubic baselines (PSNR dB / SSIM on Y, e.g. VDSR / LapSRN tables) and what this protocol measures.
 PUBLISHED = {2: {"Set5": (33.66, 0.9299), "Set14": (30.24, 0.8688)},
@@ -93,16 +94,24 @@ def _write_folder(folder):
   (folder / "notes.txt").write_text("not listed")
 
 
-def test_cli_end_to_end_with_bad_inputs(tmp_path, capsys):
+@pytest.mark.parametrize("report", [False, True])
+def test_cli_end_to_end_with_bad_inputs(tmp_path, capsys, monkeypatch, report):
+  """The same scores, errors and exit code with or without --report; either way each image is scored once."""
   good = tmp_path / "mixed"
   _write_folder(good)
   (tmp_path / "empty").mkdir()
   spec = model.Spec(scale=3, channels=1)
   ckpt = weights.save(tmp_path / "const.safetensors", constant_model(spec, 0.5), spec, {"note": "test"})
   out = tmp_path / "out" / "r.json"
+  calls = []
+  model_y = validation.model_y
+  monkeypatch.setattr(validation, "model_y", lambda *a, **k: calls.append(1) or model_y(*a, **k))
   rc = evaluate.main(["--weights", str(ckpt), "--data", str(good), "--data", str(tmp_path / "missing"),
-                      "--data", str(tmp_path / "empty"), "--json", str(out)])
+                      "--data", str(tmp_path / "empty"), "--json", str(out), "--per-image"]
+                     + (["--report", str(tmp_path / "rep")] if report else []))
   assert rc == 1
+  assert len(calls) == 2  # a.png and b.png, once each
+  assert (tmp_path / "rep" / "index.html").is_file() == report
   captured = capsys.readouterr()
   errs = [line for line in captured.err.splitlines() if line.startswith("error:")]
   assert len(errs) == 4, captured.err
@@ -126,6 +135,10 @@ def test_cli_end_to_end_with_bad_inputs(tmp_path, capsys):
     expected.append(metrics.psnr(np.full_like(y8, 128.0), y8, 3))
   assert rows[1]["psnr"] == pytest.approx(np.mean(expected), abs=1e-9)
   assert "ESPCN PSNR" in captured.out and "mixed" in captured.out
+  per_image = [line.split() for line in captured.out.splitlines() if line.startswith(str(good))]
+  assert [(pathlib.Path(r[0]).name, r[1]) for r in per_image] == [
+      ("a.png", "bicubic"), ("a.png", "espcn"), ("b.png", "bicubic"), ("b.png", "espcn")]
+  assert float(per_image[1][3]) == pytest.approx(expected[0], abs=1e-3)
   assert not list(out.parent.glob("*.tmp"))
 
 
