@@ -35,6 +35,11 @@ HEADERS = [f"{NATIVE}/{h}" for h in ("espcn_cpu_kernel.h", "espcn_cpu_blocks.h",
                                      "espcn_cpu_train_blocks.h", "espcn_cpu_train_amx.h", "espcn_cpu_infer_amx.h",
                                      "espcn_cpu_tasks.h", "espcn_cpu_amx_tiles.h",
                                      "espcn_cpu_aligned.h")]
+# glibc systems: the libraries need no glibc newer than jaxlib's floor (2.27), whatever glibc builds them; see
+# espcn_cpu_glibc_floor.cc for the symbols GCC's static libstdc++ would otherwise take from glibc 2.32-2.36.
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+GLIBC_FLOOR_SOURCE = f"{NATIVE}/espcn_cpu_glibc_floor.cc"
+GLIBC_FLOOR_WRAPS = ("pthread_once", "__libc_single_threaded", "fstat64", "arc4random")
 # -mtune: GCC's "generic" tuning splits unaligned 256-bit loads and stores in two, which cost the AVX2 / AVX-512
 # builds 15-20% of a -march=native build's speed (CPU time per 1080p frame, BENCHMARKS.md); tuning changes no result
 # and no instruction set, so a variant still runs on every CPU its -march admits.
@@ -84,9 +89,11 @@ class BuildNative(build_ext):
     out = self.get_ext_fullpath(ext.name)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     # -Bsymbolic: each variant calls its own functions even when another variant is loaded in the same process;
-    # static libstdc++/libgcc: the library runs beside whatever C++ runtime the user's system has.
+    # static libstdc++: the library runs beside whatever C++ runtime the user's system has (the unwinder is the
+    # system's libgcc_s.so.1: libgcc_eh.a would need glibc 2.35); --wrap: the glibc floor (GLIBC_FLOOR_WRAPS).
+    wraps = [f"-Wl,--wrap={s}" for s in GLIBC_FLOOR_WRAPS] if GLIBC else []
     self.compiler.link_shared_object(objects, out, extra_postargs=[
-        "-pthread", "-Wl,-Bsymbolic", "-static-libstdc++", "-static-libgcc", "-s"], target_lang="c++")
+        "-pthread", "-Wl,-Bsymbolic", "-static-libstdc++", *wraps, "-s"], target_lang="c++")
 
 
 class PlatformWheel(bdist_wheel):
@@ -104,6 +111,7 @@ class PlatformWheel(bdist_wheel):
 skip = os.environ.get("ESPCN_JAX_SKIP_NATIVE_BUILD") == "1"
 setup(
     ext_modules=[] if skip else [
-        Extension(f"espcn_jax.native.libespcn_cpu_{v}", sources=SOURCES, depends=HEADERS) for v in variants()],
+        Extension(f"espcn_jax.native.libespcn_cpu_{v}", sources=SOURCES + [GLIBC_FLOOR_SOURCE] * GLIBC,
+                  depends=HEADERS) for v in variants()],
     cmdclass={"build_ext": BuildNative, "bdist_wheel": PlatformWheel},
 )

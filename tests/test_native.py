@@ -1,7 +1,10 @@
 """The fused C++ CPU kernel (espcn_jax.native) computes what model.apply / inference.forward compute."""
 
+import ctypes
 import os
+import pathlib
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -191,6 +194,98 @@ def test_prebuilt_variants_use_only_their_instruction_set(variant, allowed, bann
     assert word in text, f"{path.name} has no {word}: not built for its instruction set"
   for word in banned:
     assert word not in text, f"{path.name} uses {word}: it would crash on CPUs it claims to run on"
+
+
+GLIBC_FLOOR = (2, 27)  # jaxlib's (its wheels are manylinux_2_27): the prebuilt kernels may need no newer glibc
+needs_objdump = pytest.mark.skipif(shutil.which("objdump") is None, reason="objdump (binutils) not installed")
+needs_glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="not a glibc system")
+
+
+def _glibc_too_new(path) -> list:
+  """The glibc versions past the floor that the ELF file `path` asks for (its dynamic symbols' versions)."""
+  text = subprocess.run(["objdump", "-T", str(path)], capture_output=True, text=True, check=True).stdout
+  versions = {tuple(int(n) for n in v.split(".")) for v in re.findall(r"\bGLIBC_([0-9]+(?:\.[0-9]+)+)", text)}
+  assert versions, f"{path}: no glibc symbol versions read"
+  return sorted(".".join(map(str, v)) for v in versions if v > GLIBC_FLOOR)
+
+
+@pytest.mark.parametrize("variant", native.VARIANTS)
+@needs_objdump
+@needs_glibc
+def test_prebuilt_variants_need_no_glibc_past_2_27(variant):
+  """The wheel's libraries ask glibc for nothing newer than jaxlib does, whatever glibc built them. Built on Debian 12
+  (glibc 2.36) without espcn_cpu_glibc_floor.cc they asked for 2.36, so on Ubuntu 22.04 and Colab (2.35) they did
+  not load and the package ran its XLA path."""
+  path = native.prebuilt_path(variant)
+  if not path.is_file():
+    pytest.skip(f"{path.name} is not built here")
+  assert _glibc_too_new(path) == [], f"{path.name} needs a glibc past 2.27"
+  needed = subprocess.run(["objdump", "-p", str(path)], capture_output=True, text=True, check=True).stdout
+  libs = set(re.findall(r"NEEDED\s+(\S+)", needed))
+  assert libs <= {"libc.so.6", "libm.so.6", "libgcc_s.so.1", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1"}, libs
+
+
+_FLOOR_CHECK_CC = r"""
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+// Declared here, so that the calls below reach them on any glibc (the link's --wrap sends them to the floor's own).
+extern "C" int fstat64(int fd, struct stat64* out);
+extern "C" std::uint32_t arc4random(void);
+// out: call_once's runs, the file's size by fstat64, arc4random's distinct values of 64 calls, shared_ptr's use
+// counts (10 * peak + after)
+extern "C" int floor_check(const char* path, long* out) {
+  static std::once_flag once;
+  int calls = 0;
+  for (int i = 0; i < 3; ++i) std::call_once(once, [&] { ++calls; });  // pthread_once
+  int fd = open(path, O_RDONLY);
+  struct stat64 st {};
+  long size = (fd >= 0 && fstat64(fd, &st) == 0) ? static_cast<long>(st.st_size) : -1;
+  if (fd >= 0) close(fd);
+  std::vector<std::uint32_t> r;
+  for (int i = 0; i < 64; ++i) {
+    std::uint32_t v = arc4random();
+    bool seen = false;
+    for (auto u : r) seen |= u == v;
+    if (!seen) r.push_back(v);
+  }
+  auto shared = std::make_shared<int>(7);
+  std::vector<std::shared_ptr<int>> copies(1000, shared);
+  long peak = shared.use_count();
+  copies.clear();
+  out[0] = calls; out[1] = size; out[2] = static_cast<long>(r.size()); out[3] = peak * 10 + shared.use_count();
+  return 0;
+}
+"""
+
+
+@needs_objdump
+@needs_glibc
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+def test_glibc_floor_wrappers_keep_what_they_replace_working(tmp_path):
+  """Linked as setup.py links the kernels (static libstdc++, its --wrap list, espcn_cpu_glibc_floor.cc), a library
+  calling the wrapped symbols needs no glibc past the floor, and they still work: std::call_once (pthread_once),
+  fstat64, arc4random, shared_ptr's reference counts (__libc_single_threaded)."""
+  import ast
+  root = pathlib.Path(__file__).resolve().parents[1]
+  tree = ast.parse((root / "setup.py").read_text())
+  wraps = next(ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+               and getattr(n.targets[0], "id", "") == "GLIBC_FLOOR_WRAPS")
+  (tmp_path / "check.cc").write_text(_FLOOR_CHECK_CC)
+  lib = tmp_path / "libcheck.so"
+  subprocess.run(["g++", "-O2", "-std=c++17", "-fPIC", "-shared", "-pthread", str(tmp_path / "check.cc"),
+                  str(root / "espcn_jax" / "native" / "espcn_cpu_glibc_floor.cc"), "-o", str(lib), "-Wl,-Bsymbolic",
+                  "-static-libstdc++", *[f"-Wl,--wrap={w}" for w in wraps]], check=True, capture_output=True)
+  assert _glibc_too_new(lib) == []
+  data = tmp_path / "data.bin"
+  data.write_bytes(b"x" * 12345)
+  out = (ctypes.c_long * 4)()
+  assert ctypes.CDLL(str(lib)).floor_check(str(data).encode(), out) == 0
+  assert list(out) == [1, 12345, 64, 10011]
 
 
 def test_variant_override_is_checked(monkeypatch):
