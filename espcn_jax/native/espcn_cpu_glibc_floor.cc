@@ -8,7 +8,8 @@
 // package would quietly fall back to XLA. setup.py links with -Wl,--wrap=SYMBOL for each of them, which sends every
 // reference to __wrap_SYMBOL below, written with what glibc has had since its first x86-64 / aarch64 release (the
 // unwinder comes from the system's libgcc_s.so.1, not libgcc_eh.a, whose _dl_find_object is glibc 2.35).
-// scripts/check_wheel.sh checks the result with auditwheel (the wheel's platform tag: manylinux_2_27 or older).
+// What is left asks for glibc 2.25 at most (getentropy). Checked by tests/test_native.py (each library's symbol
+// versions; the wrappers at work) and by .ci/run, whose `auditwheel repair` tags the wheel manylinux_2_27 or fails.
 //
 // Only setup.py's builds compile this file; the developer build (ESPCN_JAX_NATIVE_BUILD=1) runs where it was built.
 
