@@ -243,7 +243,8 @@ def evaluate_dataset(folder, scale: int, models: dict, out_dir, *, dataset: str 
       tiles[label] = rel
     rel = f"img/{sub}/{i:04d}_overview.png"
     image_files.save_image(out_dir / rel, overview(comp))
-    res.rows.append({"name": path.name, "file": str(path), "size": comp.ref_y.shape, "scores": comp.scores, "tiles": tiles,
+    res.rows.append({"name": path.name, "file": str(path),
+                     "size": comp.ref_y.shape, "scores": comp.scores, "tiles": tiles,
                      "captions": captions(comp),
                      "overview": rel, "box": comp.box, "error_scale": error_scale(comp),
                      "tile_px": arrays["HR"].shape[1]})

@@ -107,7 +107,8 @@ class Run:
     degrade = image_ops.make_degrade(spec.scale, d["degradation"], d["sigma"], d["kernel_size"])
     step_fn = ts.make_train_step(spec, tx, degrade_fn=degrade, dtype=self.dtype, native=self.native,
                                  native_bf16=self.bf16, loss=cfg["loss"], charbonnier_eps=cfg["charbonnier_eps"],
-                                 loss_margin=cfg["loss_margin"], param_map=reparam.merge if cfg["reparam"]["branches"] else None)
+                                 loss_margin=cfg["loss_margin"],
+                                 param_map=reparam.merge if cfg["reparam"]["branches"] else None)
     # The YNNPACK fusions speed up XLA's convolutions; beside the native kernels they only compete for the cores
     # (the native step with them: 0.73x of the one without, BENCHMARKS.md)
     copts = xla_options.compiler_options(jax.default_backend()) if cfg["cpu_ynn_fusion"] and not self.native else None

@@ -96,8 +96,9 @@ def make_train_step(spec: model.Spec, tx: optax.GradientTransformationExtraArgs,
   `loss`: see `pixel_loss`. `loss_margin`: LR pixels at each edge of the patch whose HR outputs are left out of the
   loss (0: the whole patch). Those outputs see the patch's edges, which a whole image does not have there: the
   degradation's kernel reflected at the HR patch's edge (2 LR pixels for bicubic) and the net's zero padding (2 + 1
-  + 1 = 4 LR pixels for 5-3-3), so a margin of 6 leaves only outputs computed as inside a whole image. `param_map`: the state's params -> the net's plain params, inside the differentiated
-  function (e.g. `reparam.merge`: the branches get their gradients through it); None: the state holds plain params.
+  + 1 = 4 LR pixels for 5-3-3), so a margin of 6 leaves only outputs computed as inside a whole image.
+  `param_map`: the state's params -> the net's plain params, inside the differentiated function (e.g.
+  `reparam.merge`: the branches get their gradients through it); None: the state holds plain params.
 
   `dtype` is the model's compute dtype (None: float32). `native`: the net's forward and backward pass by the C++
   kernels of `espcn_jax.native.training` (CPU, float32, one device; see `use_native`); `native_bf16`: their

@@ -40,7 +40,9 @@ extern "C" {
 int espcn_pthread_once_base(pthread_once_t* once, void (*init)(void));
 __asm__(".symver espcn_pthread_once_base, pthread_once@" ESPCN_GLIBC_BASE);
 
-ESPCN_HIDDEN int __wrap_pthread_once(pthread_once_t* once, void (*init)(void)) { return espcn_pthread_once_base(once, init); }
+ESPCN_HIDDEN int __wrap_pthread_once(pthread_once_t* once, void (*init)(void)) {
+  return espcn_pthread_once_base(once, init);
+}
 
 // 0: "other threads may exist", so reference counts always use atomic instructions (always correct).
 ESPCN_HIDDEN char __wrap___libc_single_threaded = 0;
