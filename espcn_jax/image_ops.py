@@ -122,16 +122,18 @@ def cubic(x):
 
 
 @functools.lru_cache(maxsize=256)
-def resize_matrix(in_size: int, out_size: int, scale: float, antialiasing: bool = True) -> np.ndarray:
+def resize_matrix(in_size: int, out_size: int, scale: float, antialiasing: bool = True,
+                  shift: float = 0.0) -> np.ndarray:
   """MATLAB imresize's bicubic weights along one axis as a dense (out_size, in_size) float64 matrix.
 
-  Follows MATLAB's `contributions`: output pixel x (1-based) maps to input coordinate u = x / scale + (1 - 1/scale)/2;
+  Follows MATLAB's `contributions`: output pixel x (1-based) maps to input coordinate u = x / scale + (1 - 1/scale)/2
+  (+ `shift` input pixels: 0 is MATLAB; e.g. plane_net.chroma_shift for chroma samples not centred in their block);
   when scale < 1 (and antialiasing) the kernel becomes scale * cubic(scale * t) of width 4 / scale; the taps
   floor(u - width/2) + [0, ceil(width) + 2) are weighted, normalised to sum to 1, and the out-of-range ones mirrored
   onto the image ('symmetric': index 0 -> 1, -1 -> 2, in+1 -> in, ...), their weights summed.
   Read-only (cached): copy it before modifying.
   """
-  in_size, out_size, scale = int(in_size), int(out_size), float(scale)
+  in_size, out_size, scale, shift = int(in_size), int(out_size), float(scale), float(shift)
   if in_size < 1 or out_size < 1 or scale <= 0:
     raise ValueError(f"resize_matrix: bad sizes/scale in={in_size} out={out_size} scale={scale}")
   kernel_width = 4.0
@@ -141,7 +143,7 @@ def resize_matrix(in_size: int, out_size: int, scale: float, antialiasing: bool 
   else:
     h = cubic
   x = np.arange(1, out_size + 1, dtype=np.float64)
-  u = x / scale + 0.5 * (1.0 - 1.0 / scale)
+  u = x / scale + 0.5 * (1.0 - 1.0 / scale) + shift
   left = np.floor(u - kernel_width / 2.0)
   p = int(math.ceil(kernel_width)) + 2
   ind = left[:, None] + np.arange(p)[None, :]  # 1-based input indices (out, p)
@@ -165,13 +167,16 @@ def _output_size(in_size: int, scale: float) -> int:
   return int(math.ceil(scale * in_size - 1e-9))
 
 
-def imresize(img, scale: float | None = None, output_shape: tuple[int, int] | None = None):
+def imresize(img, scale: float | None = None, output_shape: tuple[int, int] | None = None,
+             shift: tuple[float, float] = (0.0, 0.0)):
   """MATLAB `imresize(img, scale, 'bicubic')` (or to `output_shape` = (H', W')) on float images, float32 out.
 
   `img` is (H, W), (H, W, C) or (B, H, W, C); H and W are resized, the other axes kept. With `scale`, the output
   is ceil(scale * H) x ceil(scale * W) (e.g. scale=1/3 downsamples by 3, scale=3 upsamples by 3). With only
   `output_shape`, each axis uses its own scale out/in, as MATLAB. jit-friendly: shapes and scale are static.
   No clipping: bicubic over/undershoots [0, 1] near edges, as in MATLAB for double images.
+  `shift` = (rows, columns): moves the sampling positions by that many input pixels (`resize_matrix`); (0, 0) is
+  MATLAB's imresize.
   """
   x = img if isinstance(img, (np.ndarray, jax.Array)) else np.asarray(img)
   if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -191,26 +196,27 @@ def imresize(img, scale: float | None = None, output_shape: tuple[int, int] | No
   else:
     sh = sw = float(scale)
     oh, ow = _output_size(h, sh), _output_size(w, sw)
-  taps_h, taps_w = upscale_taps(h, oh, sh), upscale_taps(w, ow, sw)
+  dy, dx = (float(d) for d in shift)
+  taps_h, taps_w = upscale_taps(h, oh, sh, dy), upscale_taps(w, ow, sw, dx)
   if taps_h is not None and taps_w is not None:
     x = _upscale_axis(_upscale_axis(x, x.ndim - 3, *taps_h), x.ndim - 2, *taps_w)
   else:
-    x = _separable(x, resize_matrix(h, oh, sh), resize_matrix(w, ow, sw))
+    x = _separable(x, resize_matrix(h, oh, sh, shift=dy), resize_matrix(w, ow, sw, shift=dx))
   return x[..., 0] if gray else x
 
 
 @functools.lru_cache(maxsize=256)
-def upscale_taps(in_size: int, out_size: int, scale: float):
-  """`resize_matrix(in_size, out_size, scale)` for an integer upscale r = scale = out_size / in_size as r phases:
-  out[r i + q] = sum over (d, w) in phases[q] of w * x[i + d], with x mirrored ('symmetric') beyond its ends by `pad`
-  pixels. Returns (pad, phases) with the zero weights left out (at most 4 taps per phase; 1 where an output pixel
-  sits on an input pixel), or None when the factor is not an integer, the image is too small for a single mirroring,
-  or the phases do not reproduce the matrix to 1e-12 (then `imresize` uses the matrix).
+def upscale_taps(in_size: int, out_size: int, scale: float, shift: float = 0.0):
+  """`resize_matrix(in_size, out_size, scale, shift=shift)` for an integer upscale r = scale = out_size / in_size as
+  r phases: out[r i + q] = sum over (d, w) in phases[q] of w * x[i + d], with x mirrored ('symmetric') beyond its
+  ends by `pad` pixels. Returns (pad, phases) with the zero weights left out (at most 4 taps per phase; 1 where an
+  output pixel sits on an input pixel), or None when the factor is not an integer, the image is too small for a
+  single mirroring, or the phases do not reproduce the matrix to 1e-12 (then `imresize` uses the matrix).
   """
   r = int(round(scale))
   if r < 2 or abs(scale - r) > 1e-9 or out_size != r * in_size:
     return None
-  m = resize_matrix(in_size, out_size, scale)
+  m = resize_matrix(in_size, out_size, scale, shift=shift)
   mid = in_size // 2  # an interior input pixel: its outputs' taps are not mirrored
   phases = []
   for q in range(r):

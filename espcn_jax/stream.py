@@ -4,9 +4,10 @@
     n = upscale_y4m(sys.stdin.buffer, out, net)        # net: a plane_net.PlaneNet
 
 The output header is the input's with W and H multiplied by the scale (frame rate, interlacing, aspect, colour
-space and X fields kept); each frame is read, upscaled and written in its own thread (espcn_jax.frame_pipeline),
-one frame per call of the net and `depth` frames queued between stages, so a frame leaves at most about
-(2 * depth + 1) frame times after it arrived, and memory stays flat. Each output frame is flushed as soon as written.
+space and X fields kept; 4:2:0 chroma is resized where the C tag says its samples sit); each frame is read,
+upscaled and written in its own thread (espcn_jax.frame_pipeline), one frame per call of the net and `depth` frames
+queued between stages, so a frame leaves at most about (2 * depth + 1) frame times after it arrived, and memory
+stays flat. Each output frame is flushed as soon as written.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def upscale_y4m(inp, out, net, *, name: str = "stdin", depth: int = 2,
       yield yp[None], None if cb is None else np.stack([cb, cr])[None]
 
   def process(item, tm):
-    return plane_net.upscale_planes(net, item[0], item[1], sub, (oh, ow), tm)
+    return plane_net.upscale_planes(net, item[0], item[1], sub, (oh, ow), tm, header.siting)
 
   def sink(item):
     yo, co = item
@@ -58,7 +59,7 @@ def upscale_y4m(inp, out, net, *, name: str = "stdin", depth: int = 2,
   except (BrokenPipeError, ConnectionResetError) as e:
     raise OutputClosed("the output stream was closed by its reader before the first frame") from e
   t0 = time.perf_counter()
-  plane_net.warm_up(net, 1, header.height, header.width, header.subsampling, times)
+  plane_net.warm_up(net, 1, header.height, header.width, header.subsampling, times, header.siting)
   frame_pipeline.run(source(), process, sink, depth=depth, times=times, names=("read", "write"))
   times.wall_s = time.perf_counter() - t0  # compiling included
   return written[0]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import fractions
 import pathlib
+import re
+import subprocess
 import time
 import warnings
 from typing import Callable
@@ -124,6 +126,29 @@ def _is_420(pix_fmt: str | None) -> bool:
   return (pix_fmt or "yuv420p").startswith(("yuv420", "yuvj420", "yuva420", "nv12", "nv21"))
 
 
+def chroma_siting(path) -> str | None:
+  """Where the chroma samples of `path`'s first video stream sit, as ffmpeg names it (a key of plane_net.SITINGS,
+  e.g. "left", H.264's default, which ffmpeg's decoder reports when the stream does not say), or None when ffmpeg
+  does not know it (then they are taken as centred, as ffmpeg's own scaler and y4m writer do). From the stream's
+  line in `ffmpeg -v verbose -i path`, e.g. "Video: h264 (High), ... yuv420p(tv, bt709, progressive, left), ..."."""
+  import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
+  try:
+    with _quiet_fork():
+      err = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "verbose", "-i",
+                            str(path)], capture_output=True, text=True, errors="replace", timeout=60,
+                           check=False).stderr
+  except (OSError, subprocess.TimeoutExpired):
+    return None
+  for line in err.splitlines():
+    if line.lstrip().startswith("Stream #") and "Video:" in line:
+      for group in re.findall(r"\(([^()]*)\)", line.split("Video:", 1)[1]):
+        last = group.split(",")[-1].strip()
+        if last in plane_net.SITINGS:
+          return last
+      return None
+  return None
+
+
 def _open_planes(path: pathlib.Path, meta: dict, sub: tuple[int, int]):
   """Frames of `path` as uint8 planes (Y (H, W), CbCr (2, h, w)): yuv420p (sub (2, 2)) or yuv444p (sub (1, 1))."""
   import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
@@ -168,7 +193,8 @@ def upscale_video(src, dst, net, *, frames_per_call: int | Callable = 4, quality
 
   Decoding (ffmpeg), the net (+ chroma bicubic) and encoding (ffmpeg) overlap: frame_pipeline with `depth` batches
   queued between stages (memory stays flat); their times go to `times`. Frames travel as Y'CbCr 4:2:0 planes (4:4:4
-  for other sources and odd sizes), never RGB; the output is tagged with the input's colour range and matrix.
+  for other sources and odd sizes), never RGB; the output is tagged with the input's colour range and matrix, and
+  4:2:0 chroma is resized where its samples sit (`chroma_siting`), the output tagged with that siting.
   Batches always have `frames_per_call` frames (the last is padded and cropped), so the jitted net compiles once;
   it may be a function of the frame size (h, w), e.g. `Upscaler.frames_per_call`.
   Audio is stream-copied when `dst` has the same container as `src` (or is .mkv), else re-encoded with the
@@ -200,8 +226,9 @@ def upscale_video(src, dst, net, *, frames_per_call: int | Callable = 4, quality
                    allow_partial, notes, times, depth)
 
 
-def _start_writer(src, tmp, meta, size, pix_fmt_in, quality, crf, preset):
-  """ffmpeg encoding to `tmp`: imageio-ffmpeg's `quality`, or libx264's rate factor `crf` where it is not None."""
+def _start_writer(src, tmp, meta, size, pix_fmt_in, quality, crf, preset, siting=None):
+  """ffmpeg encoding to `tmp`: imageio-ffmpeg's `quality`, or libx264's rate factor `crf` where it is not None;
+  the stream tagged with the chroma `siting` (4:2:0) where it is given."""
   import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
   ext = tmp.suffix.lower()
   x264 = _CODECS[ext] == "libx264"
@@ -212,7 +239,7 @@ def _start_writer(src, tmp, meta, size, pix_fmt_in, quality, crf, preset):
     same = src.suffix.lower() == ext or ext == ".mkv"
     audio = {"audio_path": str(src), "audio_codec": "copy" if same else None}
   params = (["-preset", preset] if preset and x264 else []) + (["-crf", f"{crf:g}"] if crf is not None and x264 else [])
-  params += _colour_tags(meta.get("pix_fmt"))
+  params += _colour_tags(meta.get("pix_fmt")) + (["-chroma_sample_location", siting] if siting else [])
   writer = imageio_ffmpeg.write_frames(
       tmp, size, pix_fmt_in=pix_fmt_in, fps=meta["fps"], codec=_CODECS[ext], quality=quality, macro_block_size=1,
       ffmpeg_log_level="error", output_params=params or None, **audio)
@@ -229,9 +256,12 @@ def _encode(src, dst, tmp, meta, net, frames_per_call, quality, crf, preset, pro
     net = plane_net.FramesFnNet(net, np.zeros((frames_per_call, h, w, 3), np.uint8))
   r = net.scale
   sub = (2, 2) if w % 2 == 0 and h % 2 == 0 and _is_420(meta.get("pix_fmt")) else (1, 1)
+  # 4:2:0 chroma is resized where its samples sit and the output keeps (and states) that siting
+  siting = (chroma_siting(src) or "center") if sub == (2, 2) else None
   oh, ow = r * h + (r * h) % 2, r * w + (r * w) % 2
   times = times if times is not None else frame_pipeline.StageTimes()
-  writer = _start_writer(src, tmp, meta, (ow, oh), "yuv420p" if sub == (2, 2) else "yuv444p", quality, crf, preset)
+  writer = _start_writer(src, tmp, meta, (ow, oh), "yuv420p" if sub == (2, 2) else "yuv444p", quality, crf, preset,
+                         siting)
   bar = None
   n_done = 0
   try:
@@ -241,11 +271,11 @@ def _encode(src, dst, tmp, meta, net, frames_per_call, quality, crf, preset, pro
 
     t_start = time.perf_counter()
     if hasattr(net, "luma"):
-      plane_net.warm_up(net, frames_per_call, h, w, sub, times)
+      plane_net.warm_up(net, frames_per_call, h, w, sub, times, siting or "center")
 
     def process(item, tm):
       k, y, c = item
-      yo, co = plane_net.upscale_planes(net, y, c, sub, (oh, ow), tm)
+      yo, co = plane_net.upscale_planes(net, y, c, sub, (oh, ow), tm, siting or "center")
       return k, yo, co
 
     def sink(item):

@@ -23,6 +23,8 @@ _MAX_LINE = 4096
 # C tag -> chroma subsampling (vertical, horizontal), None for no chroma
 SUBSAMPLING = {"420jpeg": (2, 2), "420mpeg2": (2, 2), "420paldv": (2, 2), "420": (2, 2), "422": (1, 2),
                "444": (1, 1), "mono": None}
+# C tag -> chroma siting (ffmpeg's names, as plane_net.SITINGS); the other tags are centred
+SITINGS = {"420mpeg2": "left", "420paldv": "topleft"}
 
 
 class Y4MError(ValueError):
@@ -60,6 +62,12 @@ class Header:
   @property
   def subsampling(self) -> tuple[int, int] | None:
     return SUBSAMPLING[self.colorspace]
+
+  @property
+  def siting(self) -> str:
+    """Where the chroma samples sit (a key of plane_net.SITINGS): 420mpeg2 "left", 420paldv "topleft", else
+    "center" (420jpeg and 420 as ffmpeg reads them; 4:2:2 and 4:4:4 are taken as centred too)."""
+    return SITINGS.get(self.colorspace, "center")
 
   def chroma_shape(self) -> tuple[int, int] | None:
     """(height, width) of the Cb and Cr planes (odd sizes round up), None for mono."""

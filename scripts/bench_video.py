@@ -37,7 +37,7 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from espcn_jax import atomic_io, plane_net, y4m  # noqa: E402  (the checkout's copy)
+from espcn_jax import atomic_io, plane_net, video, y4m  # noqa: E402  (the checkout's copy)
 
 DEFAULT_CRF = 10  # imageio-ffmpeg's quality 8 (video.upscale_video's default) is libx264's -crf int((1 - 0.8) * 51)
 ENV = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
@@ -96,7 +96,8 @@ def _quality(clip, ours, ff, ff_crf, w, h, r, every) -> dict:
   params, spec = weights.pretrained(r)
   net = plane_net.PlaneNet(params, spec)
   lr = _planes(clip, w, h, every)
-  want = [plane_net.upscale_planes(net, y[None], c[None], (2, 2), (r * h, r * w)) for y, c in lr]
+  siting = video.chroma_siting(clip) or "center"  # as `upscale` resizes the clip's chroma
+  want = [plane_net.upscale_planes(net, y[None], c[None], (2, 2), (r * h, r * w), siting=siting) for y, c in lr]
   want = [(y[0], c[0]) for y, c in want]
   out = {"ours_vs_net_frames": _psnr(_planes(ours, r * w, r * h, every), want)}
   cmd = [_ffmpeg(), "-v", "error", "-i", str(clip), "-vf", f"scale={r * w}:{r * h}:flags=bicubic", "-c:v", "ffv1",

@@ -128,6 +128,28 @@ def test_integer_upscale_phases_rebuild_the_matrix_and_imresize_matches_it(scale
     np.testing.assert_allclose(np.asarray(out_jax), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("scale, shift", [(3, 1 / 6), (2, 1 / 8), (4, -3 / 16), (3, 0.5)])
+def test_shifted_resize_samples_a_quadratic_at_the_shifted_positions(scale, shift):
+  # Keys' cubic reproduces quadratics exactly, so away from the mirrored edges output k of a shifted upscale is the
+  # quadratic at input coordinate (k + 0.5) / r - 0.5 + shift (0-based, pixel centres at integers), on both axes and
+  # by both paths (the r phases and the dense matrix).
+  n = 24
+  f = lambda u: 0.2 + 0.03 * u + 0.001 * u * u
+  img = np.add.outer(f(np.arange(n)), 0.5 * f(np.arange(n + 3))).astype(np.float64)
+  u = lambda m, d: (np.arange(scale * m) + 0.5) / scale - 0.5 + d
+  expected = np.add.outer(f(u(n, shift)), 0.5 * f(u(n + 3, -shift)))
+  out = image_ops.imresize(img.astype(np.float32), scale, shift=(shift, -shift))
+  inner = slice(3 * scale, -3 * scale)
+  np.testing.assert_allclose(out[inner, inner], expected[inner, inner], atol=2e-6)
+  assert image_ops.upscale_taps(n, scale * n, float(scale), shift) is not None
+  dense = np.einsum("oh,hw,pw->op", image_ops.resize_matrix(n, scale * n, scale, shift=shift), img,
+                    image_ops.resize_matrix(n + 3, scale * (n + 3), scale, shift=-shift))
+  np.testing.assert_allclose(out, dense, atol=2e-6)  # the edges too
+  # Unshifted, the same outputs sit where MATLAB puts them, `shift` input pixels away.
+  moved = image_ops.imresize(img.astype(np.float32), scale)
+  assert np.abs(moved[inner, inner] - expected[inner, inner]).max() > 0.01 * abs(shift)
+
+
 def test_imresize_rejects_integer_images():
   with pytest.raises(TypeError, match="float"):
     image_ops.imresize(np.zeros((4, 4), np.uint8), 2)

@@ -93,7 +93,8 @@ def test_shipped_recipes_keep_their_values():
   for name, first, lr, src in [("best_x4_more.py", "best_x4.py", 3e-4, "best"),
                                 ("best_x2_more.py", "best_x2.py", 3e-4, "best"),
                                 ("best_x4_third.py", "best_x4.py", 1.5e-4, "best_more"),
-                                ("best_x2_third.py", "best_x2.py", 1.5e-4, "best_more")]:
+                                ("best_x2_third.py", "best_x2.py", 1.5e-4, "best_more"),
+                                ("best_x4_fourth.py", "best_x4.py", 7.5e-5, "best_third")]:
     c, c0 = train_config.load(name), train_config.load(first)  # more cosine cycles from the previous runs' weights
     assert (c.init_from, c.optim.learning_rate) == (f"workdirs/espcn_x{c.scale}_{src}/best.safetensors", lr), name
     assert (c.data.to_dict(), c.num_epochs, c.optim.decay_steps) == (c0.data.to_dict(), c0.num_epochs,

@@ -46,7 +46,7 @@ class _NearestNet:
     self.calls.append(y.shape)
     return y.repeat(self.scale, axis=1).repeat(self.scale, axis=2)
 
-  def chroma(self, c):
+  def chroma(self, c, shift=(0.0, 0.0)):
     return c.repeat(self.scale, axis=2).repeat(self.scale, axis=3)
 
 
@@ -179,3 +179,38 @@ def test_output_is_tagged_like_the_input(tmp_path):
   meta, frames = video.open_video(tmp_path / "o.mp4")
   frames.close()
   assert "bt709" in meta["pix_fmt"] and "tv" in meta["pix_fmt"]
+
+
+class _ShiftRecorder(_NearestNet):
+  """_NearestNet that records the chroma shift it is asked for."""
+
+  def __init__(self, r):
+    super().__init__(r)
+    self.shifts = set()
+
+  def chroma(self, c, shift=(0.0, 0.0)):
+    self.shifts.add(tuple(shift))
+    return super().chroma(c)
+
+
+@pytest.mark.parametrize("tag, siting", [(None, "left"), ("center", "center"), ("topleft", "topleft")])
+def test_chroma_siting_is_read_followed_and_kept(tmp_path, tag, siting):
+  # H.264 that states nothing is "left" (the decoder says so); a stated siting is read from the stream. The chroma
+  # is resized for that siting (plane_net.chroma_shift) and the output says the same siting.
+  src = tmp_path / "in.mp4"
+  subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=32x24:rate=10",
+                  "-t", "0.3", "-c:v", "libx264", "-pix_fmt", "yuv420p"]
+                 + (["-chroma_sample_location", tag] if tag else []) + [str(src)], check=True)
+  assert video.chroma_siting(src) == siting
+  net = _ShiftRecorder(3)
+  video.upscale_video(src, tmp_path / "o.mkv", net, frames_per_call=2, progress=False)
+  assert net.shifts == {video.plane_net.chroma_shift(siting, (2, 2), 3)}
+  assert video.chroma_siting(tmp_path / "o.mkv") == siting
+  assert video.chroma_siting(tmp_path / "missing.mp4") is None
+
+
+def test_chroma_siting_is_not_followed_for_444(tmp_path):
+  src = _make(tmp_path / "in.mp4", audio=False)  # yuv444p: the chroma is not subsampled, nothing to site
+  net = _ShiftRecorder(2)
+  video.upscale_video(src, tmp_path / "o.mp4", net, frames_per_call=4, progress=False)
+  assert net.shifts == {(0.0, 0.0)}

@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 
-from espcn_jax import frame_pipeline, stream, y4m
+from espcn_jax import frame_pipeline, plane_net, stream, y4m
 
 
 def _stream(header: bytes, frames):
@@ -91,7 +91,7 @@ class _Nearest:
   def luma(self, y):
     return y.repeat(self.scale, 1).repeat(self.scale, 2)
 
-  def chroma(self, c):
+  def chroma(self, c, shift=(0.0, 0.0)):
     return c.repeat(self.scale, 2).repeat(self.scale, 3)
 
 
@@ -136,3 +136,21 @@ def test_upscale_y4m_stops_on_a_bad_frame_and_a_closed_output():
   src = _stream(b"YUV4MPEG2 W4 H2 C444\n", [(np.zeros((2, 4)),) * 3] * 3)
   with pytest.raises(stream.OutputClosed, match="closed by its reader after 0 frame"):
     stream.upscale_y4m(src, Closed(), _Nearest(2), name="s")
+
+
+@pytest.mark.parametrize("cs, siting", [("420jpeg", "center"), ("420", "center"), ("420mpeg2", "left"),
+                                        ("420paldv", "topleft"), ("422", "center")])
+def test_upscale_y4m_resizes_chroma_where_the_c_tag_sites_it(cs, siting):
+  assert y4m.parse_header(f"YUV4MPEG2 W4 H2 C{cs}\n".encode(), "s").siting == siting
+  shifts = []
+
+  class Recorder(_Nearest):
+    def chroma(self, c, shift=(0.0, 0.0)):
+      shifts.append(tuple(shift))
+      return super().chroma(c)
+
+  h = y4m.parse_header(f"YUV4MPEG2 W4 H2 C{cs}\n".encode(), "s")
+  ch, cw = h.chroma_shape()
+  src = _stream(f"YUV4MPEG2 W4 H2 C{cs}\n".encode(), [(np.zeros((2, 4)), np.zeros((ch, cw)), np.zeros((ch, cw)))])
+  assert stream.upscale_y4m(src, io.BytesIO(), Recorder(3), name="s") == 1
+  assert set(shifts) == {plane_net.chroma_shift(siting, h.subsampling, 3)}
