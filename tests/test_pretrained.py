@@ -15,7 +15,7 @@ KNOWN_BIRD_PSNR = {
     (3, "srcnn_t91"): (34.715, 32.572),  # SRCNN 9-5-5 (configs/srcnn_t91_x3.py), not an ESPCN
     (4, "t91"): (32.305, 30.177),
     (3, "best"): (35.479, 32.572),  # configs/best_x3.py (issue #17)
-    (4, "best"): (32.750, 30.177),  # configs/best_x4.py, best_x4_more.py, then best_x4_third.py
+    (4, "best"): (32.774, 30.177),  # configs/best_x4.py, then best_x4_more.py, best_x4_third.py, best_x4_fourth.py
     (2, "best"): (41.336, 36.806),  # configs/best_x2.py, best_x2_more.py, then best_x2_third.py
 }
 
@@ -23,7 +23,7 @@ KNOWN_BIRD_PSNR = {
 # because they are the default weights of every command.
 BEST_SET_PSNR = {
     3: (32.678, 29.181),
-    4: (30.578, 27.490),
+    4: (30.606, 27.503),
     2: (36.795, 32.413),
 }
 
