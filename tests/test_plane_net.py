@@ -74,9 +74,10 @@ def test_chroma_lands_where_its_siting_says(siting, rgb, monkeypatch):
 
 def test_down_sited_picks_the_sited_luma_positions():
   # A linear ramp on the luma grid averaged down to chroma: sample k is the ramp at luma 2 k + p.
+  down = plane_net._down_sited  # pylint: disable=protected-access
   x = np.arange(13, dtype=np.float32)[None, :, None] * 2.0 + 1.0  # value at luma X: 2 X + 1
   for p, want in [(0.5, 2 * (2 * np.arange(7) + 0.5) + 1), (0.0, 2 * (2 * np.arange(7) + 0.0) + 1),
                   (1.0, 2 * (2 * np.arange(7) + 1.0) + 1)]:
-    got = np.asarray(plane_net._down_sited(x, 1, 2, p, 7))[0, :, 0]  # pylint: disable=protected-access
+    got = np.asarray(down(x, 1, 2, p, 7))[0, :, 0]
     np.testing.assert_allclose(got[1:-1], want[1:-1], atol=1e-5)
-  np.testing.assert_array_equal(np.asarray(plane_net._down_sited(x, 1, 1, 0.0, 13)), x)  # pylint: disable=protected-access
+  np.testing.assert_array_equal(np.asarray(down(x, 1, 1, 0.0, 13)), x)
