@@ -257,11 +257,11 @@ def _encode(src, dst, tmp, meta, net, frames_per_call, quality, crf, preset, pro
   r = net.scale
   sub = (2, 2) if w % 2 == 0 and h % 2 == 0 and _is_420(meta.get("pix_fmt")) else (1, 1)
   # 4:2:0 chroma is resized where its samples sit and the output keeps (and states) that siting
-  siting = (chroma_siting(src) or "center") if sub == (2, 2) else None
+  siting = (chroma_siting(src) or "center") if sub == (2, 2) else "center"  # 4:4:4: no siting to follow
   oh, ow = r * h + (r * h) % 2, r * w + (r * w) % 2
   times = times if times is not None else frame_pipeline.StageTimes()
   writer = _start_writer(src, tmp, meta, (ow, oh), "yuv420p" if sub == (2, 2) else "yuv444p", quality, crf, preset,
-                         siting)
+                         siting if sub == (2, 2) else None)
   bar = None
   n_done = 0
   try:
@@ -271,11 +271,11 @@ def _encode(src, dst, tmp, meta, net, frames_per_call, quality, crf, preset, pro
 
     t_start = time.perf_counter()
     if hasattr(net, "luma"):
-      plane_net.warm_up(net, frames_per_call, h, w, sub, times, siting or "center")
+      plane_net.warm_up(net, frames_per_call, h, w, sub, times, siting)
 
     def process(item, tm):
       k, y, c = item
-      yo, co = plane_net.upscale_planes(net, y, c, sub, (oh, ow), tm, siting or "center")
+      yo, co = plane_net.upscale_planes(net, y, c, sub, (oh, ow), tm, siting)
       return k, yo, co
 
     def sink(item):
